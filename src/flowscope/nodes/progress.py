@@ -24,6 +24,9 @@ class NodeRunContext(Protocol):
     def check_interrupted(self) -> None:
         """Raise `ExecutionInterrupted` if the job was interrupted."""
 
+    def next_graph_prefix(self) -> str:
+        """A fresh, deterministic id prefix for a GraphBuilder made during this call."""
+
 
 class ExecutionInterrupted(Exception):  # noqa: N818 - the name users know from ComfyUI's message
     """The job was interrupted by a user; raised at the next interrupt check."""

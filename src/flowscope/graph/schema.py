@@ -22,7 +22,7 @@ class InputSpec:
     type: str
     options: Mapping[str, Any]
     required: bool
-    # Combo inputs: the allowed values (old style `([...], {...})` or `("COMBO", {"options": [...]})`).
+    # Combo inputs: the allowed values (`([...], {...})`, or `("COMBO", {"options": [...]})`).
     choices: tuple[Any, ...] | None
     # The declaration as written, reported as `input_config` in validation errors.
     config: Any
@@ -94,7 +94,7 @@ def normalize_type(type_: Any) -> str:
 
 def types_compatible(received: str, expected: str) -> bool:
     """ComfyUI's link type rule: equal, `*` on either side, or comma-unions that share a member."""
-    if received == expected or received == ANY_TYPE or expected == ANY_TYPE:
+    if received == expected or ANY_TYPE in (received, expected):
         return True
     received_set = {part.strip() for part in received.split(",")}
     expected_set = {part.strip() for part in expected.split(",")}

@@ -1,4 +1,4 @@
-"""ExecutionBlocker: an output value that stops every node consuming it (ComfyUI's conditional outputs)."""
+"""ExecutionBlocker: an output value that stops every node consuming it (conditional outputs)."""
 
 from __future__ import annotations
 

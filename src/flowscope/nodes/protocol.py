@@ -1,4 +1,4 @@
-"""The V1 ("classic") node class protocol: reading a node class's attributes with ComfyUI's defaults."""
+"""The V1 ("classic") node class protocol: a node class's attributes, with ComfyUI's defaults."""
 
 from __future__ import annotations
 
@@ -28,7 +28,9 @@ def input_types(cls: type) -> dict[str, Any]:
     """INPUT_TYPES() as a dict; it is called each time because it is often dynamic (file lists)."""
     result = cls.INPUT_TYPES()  # type: ignore[attr-defined]
     if not isinstance(result, dict):
-        raise TypeError(f"{cls.__name__}.INPUT_TYPES() returned {type(result).__name__}, not a dict")
+        raise TypeError(
+            f"{cls.__name__}.INPUT_TYPES() returned {type(result).__name__}, not a dict"
+        )
     return result
 
 
@@ -38,7 +40,9 @@ def return_types(cls: type) -> tuple[Any, ...]:
 
 def return_names(cls: type) -> tuple[str, ...]:
     names = getattr(cls, "RETURN_NAMES", None)
-    return tuple(names) if names is not None else tuple(normalize_type(t) for t in return_types(cls))
+    return (
+        tuple(names) if names is not None else tuple(normalize_type(t) for t in return_types(cls))
+    )
 
 
 def is_output_node(cls: type) -> bool:

@@ -16,7 +16,7 @@ class RegisteredNode:
     class_type: str
     cls: type
     display_name: str
-    # Shown as `python_module` in /object_info: "nodes" for built-ins, "custom_nodes.<pack>" for packs.
+    # `python_module` in /object_info: "nodes" for built-ins, "custom_nodes.<pack>" for packs.
     python_module: str
     builtin: bool
 

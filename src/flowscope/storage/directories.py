@@ -85,6 +85,6 @@ class Directories:
         raise ValueError(f"unknown file type {kind!r}; expected one of {', '.join(FILE_TYPES)}")
 
     def resolve_annotated(self, name: str, default: FileType = "input") -> Path:
-        """The path of an annotated file name such as `"sub/x.png [output]"`, kept inside its folder."""
+        """The path of an annotated name such as `"sub/x.png [output]"`, kept inside its folder."""
         plain, kind = split_annotated_name(name, default)
         return safe_join(self.for_type(kind), plain)

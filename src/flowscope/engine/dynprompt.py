@@ -77,6 +77,13 @@ class DynamicPrompt:
 
     def node_meta(self, node_id: str) -> dict[str, Any]:
         """ComfyUI's per-node `meta` entry (history and progress_state)."""
+        if node_id not in self.ephemeral_prompt:
+            return {
+                "node_id": node_id,
+                "display_node": node_id,
+                "parent_node": None,
+                "real_node_id": node_id,
+            }
         return {
             "node_id": node_id,
             "display_node": self.get_display_node_id(node_id),

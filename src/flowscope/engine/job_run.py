@@ -117,8 +117,7 @@ class JobRun:
         )
 
     async def _prepare(self) -> None:
-        order = self._static_order(self.request.outputs)
-        await self._sign(order)
+        order = await self._plan(self.request.outputs)
         self.cache.begin_job(self.signatures[n] for n in order)
         outputs = set(self.request.outputs)
         for node_id in order:
@@ -166,50 +165,55 @@ class JobRun:
             self.classes[class_type] = info
         return info
 
-    def _static_order(self, roots: list[str]) -> list[str]:
-        """Every node the outputs depend on (lazy inputs included), sources before consumers."""
-        prompt = self.request.prompt
-        order: list[str] = []
-        done: set[str] = set()
-        for root in roots:
-            if root in done:
-                continue
-            stack: list[tuple[str, bool]] = [(root, False)]
-            while stack:
-                node_id, expanded = stack.pop()
-                if expanded:
-                    if node_id not in done:
-                        done.add(node_id)
-                        order.append(node_id)
-                    continue
-                if node_id in done:
-                    continue
-                stack.append((node_id, True))
-                for value in prompt[node_id].get("inputs", {}).values():
-                    if is_link(value) and value[0] not in done and value[0] in prompt:
-                        stack.append((value[0], False))
-        return order
+    async def _plan(self, roots: list[str]) -> list[str]:
+        """Sign every node the outputs depend on (lazy inputs included), sources first.
 
-    async def _sign(self, order: list[str]) -> None:
-        """Merkle signatures for nodes in dependency order (IS_CHANGED evaluated once each)."""
+        One iterative pass: a node is signed once all its sources are; Merkle signatures make
+        this O(N) at any depth. Returns the nodes in the order they were signed.
+        """
+        prompt = self.request.prompt
         signatures = self.signatures
-        dynprompt = self.dynprompt
-        for node_id in order:
-            node = dynprompt.get_node(node_id)
-            try:
-                info = self.node_class(node_id)
-                fingerprint = (
-                    await self._fingerprint(node_id, node, info) if info.fingerprint else ""
-                )
-                signatures[node_id] = node_signature(
-                    info.class_type,
-                    node.get("inputs", {}),
-                    signatures,
-                    fingerprint,
-                    node_id if info.keyed_by_id else None,
-                )
-            except Exception as exc:  # an unvalidated prompt: unknown type, dangling link
-                raise self._node_failure(node_id, exc) from exc
+        order: list[str] = []
+        expanded: set[str] = set()
+        for root in roots:
+            stack = [root]
+            while stack:
+                node_id = stack[-1]
+                if node_id in signatures:
+                    stack.pop()
+                    continue
+                node = prompt[node_id]
+                inputs = node.get("inputs", {})
+                if node_id not in expanded:
+                    expanded.add(node_id)
+                    unsigned = [
+                        v[0]
+                        for v in inputs.values()
+                        if is_link(v) and v[0] not in signatures and v[0] in prompt
+                    ]
+                    for source in unsigned:
+                        if source in expanded:  # expanded but unsigned: it is below us
+                            raise DependencyCycleError(f"node {node_id} is on a dependency cycle")
+                    if unsigned:
+                        stack.extend(unsigned)
+                        continue
+                stack.pop()
+                try:
+                    info = self.node_class(node_id)
+                    fingerprint = ""
+                    if info.fingerprint:
+                        fingerprint = await self._fingerprint(node_id, node, info)
+                    signatures[node_id] = node_signature(
+                        info.class_type,
+                        inputs,
+                        signatures,
+                        fingerprint,
+                        node_id if info.keyed_by_id else None,
+                    )
+                except Exception as exc:  # an unvalidated prompt: unknown type, dangling link
+                    raise self._node_failure(node_id, exc) from exc
+                order.append(node_id)
+        return order
 
     async def _fingerprint(self, node_id: str, node: NodeSpec, info: NodeClass) -> str:
         data: dict[str, list[Any]] = {}

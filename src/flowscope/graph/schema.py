@@ -111,7 +111,11 @@ def schema_inputs(input_types: Mapping[str, Any]) -> tuple[dict[str, InputSpec],
         for name, declaration in declared.items():
             inputs[name] = parse_input(name, declaration, required)
     hidden_section = input_types.get("hidden") or {}
-    hidden = {name: str(kind) for name, kind in hidden_section.items()}
+    hidden = {
+        # V3-style packs write hidden kinds as tuples: ("PROMPT",).
+        name: str(kind[0] if isinstance(kind, (tuple, list)) and kind else kind)
+        for name, kind in hidden_section.items()
+    }
     return inputs, hidden
 
 

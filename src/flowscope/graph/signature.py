@@ -13,11 +13,10 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from flowscope.graph.prompt import is_link
-
 Signature = bytes
 
 _SEPARATOR = "\x1f"
+_blake2b = hashlib.blake2b
 
 
 def _never_equal() -> str:
@@ -64,11 +63,19 @@ def node_signature(
     elsewhere (NOT_IDEMPOTENT, or a UNIQUE_ID hidden input).
     """
     parts = [repr(class_type), fingerprint, repr(node_id)]
-    for name in sorted(inputs):
+    names = sorted(inputs) if len(inputs) > 1 else inputs
+    for name in names:
         value = inputs[name]
-        if is_link(value):
-            source = input_signatures[value[0]]
-            parts.append(f"{name!r}=@{source.hex()}:{int(value[1])}")
+        # is_link(), inlined: this runs once per input of every node of every job.
+        if (
+            type(value) is list
+            and len(value) == 2
+            and type(value[0]) is str
+            and isinstance(value[1], (int, float))
+        ):
+            parts.append(f"{name!r}=@{input_signatures[value[0]].hex()}:{int(value[1])}")
+        elif type(value) is str:
+            parts.append(f"{name!r}=s{value!r}")
         else:
             parts.append(f"{name!r}={canonical(value)}")
-    return hashlib.blake2b(_SEPARATOR.join(parts).encode(), digest_size=16).digest()
+    return _blake2b(_SEPARATOR.join(parts).encode(), digest_size=16).digest()

@@ -193,7 +193,8 @@ class JobRun:
                     ]
                     for source in unsigned:
                         if source in expanded:  # expanded but unsigned: it is below us
-                            raise DependencyCycleError(f"node {node_id} is on a dependency cycle")
+                            cycle = DependencyCycleError(f"node {node_id} is on a dependency cycle")
+                            raise self._node_failure(node_id, cycle)
                     if unsigned:
                         stack.extend(unsigned)
                         continue

@@ -1,0 +1,193 @@
+"""Engine benchmark: validation and execution of large graphs of trivial built-in nodes.
+
+Prints a table; the figures go into docs/benchmarks.md. Events are on (an in-memory subscriber
+collects every event), as the targets require. Run: `.venv/bin/python benchmarks/engine.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from flowscope.engine import Executor, JobRequest
+from flowscope.engine.memory import MemoryProbe
+from flowscope.graph.validation import validate_prompt
+from flowscope.nodes.catalog import load_catalog
+from flowscope.storage.directories import Directories
+from flowscope.telemetry import EventBus, InMemorySubscriber
+
+# ComfyUI 0.3.64 on a 2-core machine (spec/comfyui-compat.md §9.3), for the last column.
+PEER = {
+    ("chain", 100): "0.24–0.66 s; cached 0.33–0.48 s",
+    ("chain", 1000): "rejected (RecursionError near 970)",
+    ("chain", 10000): "rejected",
+    ("tree", 1000): "2.6–3.9 s; cached 1.4 s",
+}
+
+
+def chain(n: int, start: int) -> dict[str, Any]:
+    """PrimitiveInt -> (n-2) x IntMath(+1) -> PreviewAny."""
+    prompt: dict[str, Any] = {"0": {"class_type": "PrimitiveInt", "inputs": {"value": start}}}
+    for i in range(1, n - 1):
+        prompt[str(i)] = {
+            "class_type": "IntMath",
+            "inputs": {"a": [str(i - 1), 0], "b": 1, "operation": "add"},
+        }
+    prompt[str(n - 1)] = {"class_type": "PreviewAny", "inputs": {"source": [str(n - 2), 0]}}
+    return prompt
+
+
+def tree(n: int, start: int) -> dict[str, Any]:
+    """n/2 PrimitiveInt leaves reduced pairwise by IntMath(add), then PreviewAny."""
+    prompt: dict[str, Any] = {}
+    level = []
+    for i in range(n // 2):
+        prompt[f"l{i}"] = {"class_type": "PrimitiveInt", "inputs": {"value": start + i}}
+        level.append(f"l{i}")
+    counter = 0
+    while len(level) > 1:
+        nxt = []
+        for a, b in zip(level[::2], level[1::2], strict=False):
+            node_id = f"s{counter}"
+            counter += 1
+            prompt[node_id] = {
+                "class_type": "IntMath",
+                "inputs": {"a": [a, 0], "b": [b, 0], "operation": "add"},
+            }
+            nxt.append(node_id)
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+    prompt["out"] = {"class_type": "PreviewAny", "inputs": {"source": [level[0], 0]}}
+    return prompt
+
+
+def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
+    """Median wall time in seconds over `repeat` runs, and the last result."""
+    times = []
+    result = None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def rss_hwm_bytes() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def memory_growth() -> int:
+    """Peak RSS growth of one 10,000-node chain job with events on, in this fresh process."""
+    with tempfile.TemporaryDirectory() as base:
+        registry, _ = load_catalog(Directories.under(base))
+        bus = EventBus()
+        InMemorySubscriber(bus)
+        executor = Executor(registry, bus=bus)
+        gc.collect()
+        gc.freeze()
+        MemoryProbe._reset_rss()
+        before = rss_hwm_bytes()
+        validation = validate_prompt(chain(10000, 7), registry.schema)
+        result = executor.execute(JobRequest(prompt=validation.prompt, outputs=validation.outputs))
+        assert result.status == "success"
+        return rss_hwm_bytes() - before
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeat", type=int, default=5, help="runs per figure (median)")
+    parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    if args.memory_child:
+        print(memory_growth())
+        return
+    with tempfile.TemporaryDirectory() as base:
+        registry, _ = load_catalog(Directories.under(base))
+        bus = EventBus()
+        events = InMemorySubscriber(bus)
+        gc.freeze()  # as `flowscope run` and the server do after loading the node catalog
+
+        rows = []
+        for shape, make, sizes in (("chain", chain, (100, 1000, 10000)), ("tree", tree, (1000,))):
+            for n in sizes:
+                executor = Executor(registry, bus=bus)
+                prompt = make(n, random.randrange(10**9))
+                t_validate, validation = timed(
+                    lambda p=prompt: validate_prompt(p, registry.schema), args.repeat
+                )
+                assert validation.ok, validation.error
+
+                def fresh_run(
+                    make: Callable[..., Any] = make, n: int = n, executor: Executor = executor
+                ) -> Any:
+                    # A new start value each run: nothing is cached.
+                    p = make(n, random.randrange(10**9))
+                    v = validate_prompt(p, registry.schema)
+                    events.clear()
+                    start = time.perf_counter()
+                    result = executor.execute(JobRequest(prompt=v.prompt, outputs=v.outputs))
+                    assert result.status == "success", result.error
+                    return time.perf_counter() - start, len(events.events)
+
+                runs = [fresh_run() for _ in range(args.repeat)]
+                t_exec = statistics.median(r[0] for r in runs)
+                event_count = runs[-1][1]
+
+                request = JobRequest(prompt=validation.prompt, outputs=validation.outputs)
+                executor.execute(request)
+                events.clear()
+
+                def cached_run(request: JobRequest = request, executor: Executor = executor) -> Any:
+                    events.clear()
+                    result = executor.execute(request)
+                    assert result.status == "success"
+                    assert all(r.status == "cached" for r in result.nodes)
+                    return result
+
+                t_cached, _ = timed(cached_run, args.repeat)
+                rows.append((shape, n, t_validate, t_exec, t_cached, event_count))
+
+    print(f"flowscope engine benchmark — {platform.node()}, {platform.processor() or 'cpu'}")
+    print(f"python {platform.python_version()}, torch {torch.__version__}, median of {args.repeat}")
+    header = (
+        f"{'graph':<7}{'N':>7}{'validate':>11}{'execute':>11}{'per node':>11}"
+        f"{'cached re-run':>15}{'events':>8}  ComfyUI 0.3.64 (spec §9.3)"
+    )
+    print(header)
+    print("-" * len(header))
+    for shape, n, t_validate, t_exec, t_cached, event_count in rows:
+        print(
+            f"{shape:<7}{n:>7}{t_validate * 1e3:>9.1f}ms{t_exec * 1e3:>9.1f}ms"
+            f"{t_exec / n * 1e6:>9.1f}µs{t_cached * 1e3:>13.1f}ms{event_count:>8}"
+            f"  {PEER.get((shape, n), '')}"
+        )
+    growth = int(
+        subprocess.run(
+            [sys.executable, __file__, "--memory-child"], check=True, capture_output=True, text=True
+        ).stdout
+    )
+    print(
+        "peak RSS growth, chain N=10000, fresh process (build + validate + run): "
+        f"{growth / 2**20:.1f} MiB"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,15 @@ from flowscope.engine.job import JobResult
 from flowscope.graph.validation import ValidationResult
 from flowscope.storage.directories import Directories
 from flowscope.telemetry.events import Action, Event
+
+# Piped output (logs, CI, tests) is not wrapped at rich's default of 80 columns.
+PIPE_WIDTH = 200
+
+
+def make_console(*, stderr: bool = False) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else PIPE_WIDTH
+    return Console(stderr=stderr, width=width, soft_wrap=True)
 
 
 class LiveProgress:

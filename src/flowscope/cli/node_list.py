@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from rich.console import Console
 from rich.table import Table
 
+from flowscope.cli.display import make_console
 from flowscope.nodes.catalog import load_catalog
 from flowscope.storage.directories import Directories
 
@@ -17,7 +17,7 @@ def nodes_command(args: argparse.Namespace) -> int:
     info, errors = registry.object_info()
     if args.category:
         info = {k: v for k, v in info.items() if str(v["category"]).startswith(args.category)}
-    console = Console()
+    console = make_console()
     if args.json:
         console.print_json(data=info)
         return 0
@@ -39,7 +39,7 @@ def nodes_command(args: argparse.Namespace) -> int:
             node["python_module"],
         )
     console.print(table)
-    err = Console(stderr=True)
+    err = make_console(stderr=True)
     for error in errors:
         err.print(f"[red]{error.class_type} skipped:[/] {error.message}")
     for pack in packs:

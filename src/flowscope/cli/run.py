@@ -14,6 +14,7 @@ from rich.console import Console
 
 from flowscope.cli.display import (
     LiveProgress,
+    make_console,
     output_lines,
     print_failure,
     print_validation_errors,
@@ -34,8 +35,8 @@ EXIT_INTERRUPTED = 130
 
 
 def run_command(args: argparse.Namespace) -> int:
-    console = Console(stderr=True)
-    out = Console()
+    console = make_console(stderr=True)
+    out = make_console()
     directories = Directories.under(
         args.base_directory,
         input=args.input_directory,

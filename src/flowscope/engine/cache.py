@@ -104,6 +104,9 @@ class LRUCache:
 
     def begin_job(self, signatures: Iterable[Signature]) -> None:
         self._generation += 1
+        # Mark what this job uses before evicting, so its own entries are never the victims.
+        for signature in signatures:
+            self.get(signature)
         self._evict()
 
     def get(self, signature: Signature) -> CachedResult | None:
@@ -226,6 +229,9 @@ class RamPressureCache:
 
     def begin_job(self, signatures: Iterable[Signature]) -> None:
         self._generation += 1
+        # Mark what this job uses before evicting, so its own entries are never the victims.
+        for signature in signatures:
+            self.get(signature)
         self._relieve_pressure(force=True)
 
     def get(self, signature: Signature) -> CachedResult | None:
@@ -278,7 +284,7 @@ def cache_from_spec(spec: str) -> OutputCache:
         return ClassicCache()
     if kind == "none" and not args:
         return NoCache()
-    if kind == "lru" and len(args) == 1 and args[0].isdigit():
+    if kind == "lru" and len(args) == 1 and args[0].isascii() and args[0].isdigit():
         return LRUCache(int(args[0]))
     if kind == "ram" and len(args) <= 1:
         headroom_gb = float(args[0]) if args else 4.0

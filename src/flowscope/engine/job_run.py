@@ -27,7 +27,7 @@ from flowscope.engine.node_class import NodeClass, load_node_class
 from flowscope.engine.progress import NodeRun
 from flowscope.engine.reporting import JobEvents
 from flowscope.engine.scheduler import Scheduler
-from flowscope.graph.prompt import NodeSpec, is_link, node_title
+from flowscope.graph.prompt import NodeSpec, is_link, node_title, unwrap_value
 from flowscope.graph.signature import Signature, fingerprint_token, node_signature
 from flowscope.nodes import protocol
 from flowscope.nodes.blocker import ExecutionBlocker
@@ -43,6 +43,16 @@ Outputs = list[list[Any]]
 class _Step(enum.Enum):
     DONE = 1
     PENDING = 2
+
+
+class _BlockedCall:
+    """A mapped call that never ran because an input was blocked (unlike a node that itself
+    returns an ExecutionBlocker, which ran and succeeded)."""
+
+    __slots__ = ("blocker",)
+
+    def __init__(self, blocker: ExecutionBlocker) -> None:
+        self.blocker = blocker
 
 
 class _NodeFailedError(Exception):
@@ -76,6 +86,7 @@ class JobRun:
         self.pending_subgraph: dict[str, list[tuple[bool, Any]]] = {}
         self.pending_async: dict[str, list[Any]] = {}
         self.current_inputs: dict[str, dict[str, list[Any]]] = {}
+        self.running: str | None = None  # the node being executed now (interrupt reports it)
         self._unblocked = asyncio.Event()
         self._waiters: list[asyncio.Future[None]] = []
         self.scheduler = Scheduler(
@@ -220,7 +231,7 @@ class JobRun:
         data: dict[str, list[Any]] = {}
         for name, value in node.get("inputs", {}).items():
             if name in info.inputs:
-                data[name] = [None] if is_link(value) else [value]
+                data[name] = [None] if is_link(value) else [unwrap_value(value)]
         data.update(self._hidden_inputs(node_id, info))
         if info.fingerprint_params is not None:
             data = {k: v for k, v in data.items() if k in info.fingerprint_params}
@@ -254,6 +265,7 @@ class JobRun:
 
     # -- one node -----------------------------------------------------------------------
     async def _execute_guarded(self, node_id: str) -> _Step:
+        self.running = node_id
         try:
             return await self._execute(node_id)
         except (_NodeFailedError, ExecutionInterrupted):
@@ -274,7 +286,7 @@ class JobRun:
                 r.result() if isinstance(r, asyncio.Task) else r
                 for r in self.pending_async.pop(node_id)
             ]
-            return self._process_results(node_id, node, info, results)
+            return await self._process_results(node_id, node, info, results)
 
         hit = self.cache.get(self.signatures[node_id])
         if hit is not None:  # an identical node earlier in this job, or an expanded node
@@ -309,7 +321,7 @@ class JobRun:
         if any(isinstance(r, asyncio.Task) for r in results):
             self._await_tasks(node_id, results)
             return _Step.PENDING
-        return self._process_results(node_id, node, info, results)
+        return await self._process_results(node_id, node, info, results)
 
     def _input_data(
         self, node_id: str, node: NodeSpec, info: NodeClass
@@ -335,7 +347,7 @@ class JobRun:
                 else:
                     data[name] = produced[int(value[1])]
             elif spec is not None:
-                data[name] = [value]
+                data[name] = [unwrap_value(value)]
         if info.hidden:
             data.update(self._hidden_inputs(node_id, info))
         return data, missing
@@ -394,7 +406,7 @@ class JobRun:
             if blockers:
                 blocker = _find_blocker(kwargs, info.input_is_list)
                 if blocker is not None:
-                    results.append(self._blocked(node_id, blocker))
+                    results.append(_BlockedCall(self._blocked(node_id, blocker)))
                     continue
             token = current_node.set(run)
             try:
@@ -440,7 +452,7 @@ class JobRun:
             self.events.node_progress(node_id, node, value, total, preview, self._meta(node_id))
 
     # -- results ------------------------------------------------------------------------
-    def _process_results(
+    async def _process_results(
         self, node_id: str, node: NodeSpec, info: NodeClass, results: list[Any]
     ) -> _Step:
         uis: list[dict[str, Any]] = []
@@ -467,14 +479,15 @@ class JobRun:
                         f"{info.output_count} output(s)"
                     )
             else:
-                if isinstance(result, ExecutionBlocker):
+                if isinstance(result, _BlockedCall):
                     blocked_calls += 1
+                    result = result.blocker
                 value = self._as_tuple(info, result)
             values.append(value)
             expansions.append((False, value))
         ui = _merge_ui(uis)
         if any(is_sub for is_sub, _ in expansions):
-            return self._expand(node_id, node, info, expansions, ui)
+            return await self._expand(node_id, node, info, expansions, ui)
         outputs = self._merge_outputs(info, values)
         if results and blocked_calls == len(results):
             return self._finish_blocked(node_id, node, info, outputs)
@@ -583,7 +596,7 @@ class JobRun:
         return self.signatures.get(parent) if parent is not None else None
 
     # -- expansion ----------------------------------------------------------------------
-    def _expand(
+    async def _expand(
         self,
         node_id: str,
         node: NodeSpec,
@@ -622,7 +635,7 @@ class JobRun:
             pending.append((True, result))
         for new_id in new_nodes:
             self.node_class(new_id)  # fail now, on the expanding node, if a type is unknown
-        self._sign_ephemeral(new_nodes)
+        await self._sign_ephemeral(new_nodes)
         if self.frees_early:
             self._count_consumers(new_nodes)
             for link in links:
@@ -638,7 +651,7 @@ class JobRun:
             self.scheduler.add_strong_link(link[0], node_id)
         return _Step.PENDING
 
-    def _sign_ephemeral(self, new_nodes: list[str]) -> None:
+    async def _sign_ephemeral(self, new_nodes: list[str]) -> None:
         """Signatures for expanded nodes, in dependency order among themselves."""
         new = set(new_nodes)
         order: list[str] = []
@@ -668,8 +681,10 @@ class JobRun:
                     if source is None:  # links to a node outside the plan: never reuse
                         source = _unique_signature()
                     sources[value[0]] = source
+            # IS_CHANGED counts inside expansions too (a NaN there must defeat the cache).
+            fingerprint = await self._fingerprint(node_id, node, info) if info.fingerprint else ""
             self.signatures[node_id] = node_signature(
-                info.class_type, inputs, sources, "", node_id if info.keyed_by_id else None
+                info.class_type, inputs, sources, fingerprint, node_id if info.keyed_by_id else None
             )
 
     def _resolve_subgraph(self, node_id: str, info: NodeClass) -> Outputs:
@@ -729,7 +744,7 @@ class JobRun:
         raise self._node_failure(blamed, error)
 
     def _interrupted_payload(self) -> dict[str, Any]:
-        running = next(iter(self.current_inputs), None)
+        running = self.running
         node_type = None
         if running is not None and self.dynprompt.has_node(running):
             node_type = self.dynprompt.get_node(running)["class_type"]

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from flowscope.engine.errors import summarize
-from flowscope.graph.prompt import NodeSpec, is_link, node_title
+from flowscope.graph.prompt import NodeSpec, is_link, node_title, unwrap_value
 from flowscope.telemetry.bus import EventBus
 from flowscope.telemetry.events import Action, Event, Level, Outcome, qualified_name
 
@@ -28,6 +28,7 @@ def preview_inputs(inputs: Mapping[str, Any]) -> dict[str, Any]:
     for name, value in inputs.items():
         if is_link(value) or _SECRET_KEY.search(name):
             continue
+        value = unwrap_value(value)  # a list constant travels as {"__value__": [...]}
         if isinstance(value, str):
             if len(value) > INPUT_STRING_LIMIT:
                 value = value[:INPUT_STRING_LIMIT] + "…"

@@ -57,7 +57,10 @@ class Scheduler:
             self.pending[current] = self._discovered
             self._discovered += 1
             self._block_count.setdefault(current, 0)
-            for name, value in self.dynprompt.get_node(current).get("inputs", {}).items():
+            node = self.dynprompt.get_node(current)
+            # A node whose result is already known (a cached output) needs none of its inputs.
+            inputs = {} if self._is_satisfied(current) else node.get("inputs", {})
+            for name, value in inputs.items():
                 if not is_link(value) or self._is_lazy_input(current, name):
                     continue
                 source = value[0]

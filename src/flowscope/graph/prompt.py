@@ -37,6 +37,6 @@ def node_title(node: NodeSpec) -> str | None:
 
 def node_sort_key(node_id: str) -> tuple[int, int, str]:
     """Deterministic order for node ids: numeric ids numerically, then the rest as text."""
-    if node_id.isdigit():
+    if node_id.isascii() and node_id.isdigit():  # not "²": isdigit() accepts it, int() does not
         return (0, int(node_id), node_id)
     return (1, 0, node_id)

@@ -19,12 +19,16 @@ from flowscope.graph.schema import COMBO, InputSpec, NodeSchema, types_compatibl
 SchemaLookup = Callable[[str], NodeSchema | None]
 # Combo lists longer than this are summarised in errors, as ComfyUI does.
 MAX_LISTED_CHOICES = 20
+# Cycles longer than this are named by their first nodes only: every node on the cycle carries the
+# error, and listing the whole cycle in each would make the report quadratic in its length.
+MAX_LISTED_CYCLE_NODES = 12
 
 
 @dataclass
 class ValidationResult:
     ok: bool
-    # The prompt with constants coerced and `__value__` wrappers removed; run this one.
+    # The prompt with constants coerced and `__value__` wrappers removed (kept only around lists,
+    # which would otherwise read as links); run this one.
     prompt: Prompt
     # Output node ids that passed, in run order.
     outputs: list[str]
@@ -56,8 +60,9 @@ def validate_prompt(
 
     schemas: dict[str, NodeSchema] = {}
     schema_errors: dict[str, dict[str, Any]] = {}
-    for node_id, node in prompt.items():
-        class_type = node["class_type"]
+    # Sorted, so the node named in a prompt-level error does not depend on the JSON key order.
+    for node_id in sorted(prompt, key=node_sort_key):
+        class_type = prompt[node_id]["class_type"]
         if class_type in schemas or class_type in schema_errors:
             continue
         try:
@@ -86,9 +91,11 @@ def _check_structure(prompt: Any) -> ValidationResult | None:
             "Cannot execute because the prompt is not an object of nodes.",
             f"expected {{node_id: {{class_type, inputs}}}}, got {type(prompt).__name__}",
         )
-    for node_id, node in prompt.items():
+    for node_id in prompt:
         if not isinstance(node_id, str):
             return _prompt_error("invalid_prompt", "Node ids must be strings.", repr(node_id))
+    for node_id in sorted(prompt, key=node_sort_key):
+        node = prompt[node_id]
         if not isinstance(node, dict) or "class_type" not in node:
             return _prompt_error(
                 "invalid_prompt",
@@ -101,10 +108,12 @@ def _check_structure(prompt: Any) -> ValidationResult | None:
                 f"Node '#{node_id}' has a class_type that is not a string.",
                 f"Node ID '#{node_id}'",
             )
-        if not isinstance(node.get("inputs", {}), dict):
+        inputs = node.get("inputs", {})
+        if not isinstance(inputs, dict) or not all(isinstance(name, str) for name in inputs):
             return _prompt_error(
                 "invalid_prompt",
-                f"Node '#{node_id}' ({node['class_type']}) has inputs that are not an object.",
+                f"Node '#{node_id}' ({node['class_type']}) has inputs that are not an object "
+                "of named values.",
                 f"Node ID '#{node_id}'",
             )
     return None
@@ -180,25 +189,30 @@ class _Validator:
             self.own_errors[node_id] = self._check_node(node_id)
         self._report_cycles()
 
-        # Which errored nodes each node depends on (itself included), in dependency order.
-        failed_upstream: dict[str, tuple[str, ...]] = {}
+        # Which errored nodes each node depends on (itself included), as a bit set over
+        # `errored` (in dependency order): linear in the graph even when a long chain or cycle
+        # errors at every node, where sets of ids per node would be quadratic.
+        errored: list[str] = []
+        failed_upstream: dict[str, int] = {}
         for node_id in self.order:
-            upstream: dict[str, None] = {}
+            mask = 0
             for value in self.normalized[node_id]["inputs"].values():
-                if is_link(value) and value[0] in failed_upstream:
-                    upstream.update(dict.fromkeys(failed_upstream[value[0]]))
+                if is_link(value):
+                    mask |= failed_upstream.get(value[0], 0)
             if self.own_errors[node_id]:
-                upstream[node_id] = None
-            if upstream:
-                failed_upstream[node_id] = tuple(upstream)
+                mask |= 1 << len(errored)
+                errored.append(node_id)
+            if mask:
+                failed_upstream[node_id] = mask
 
         good = [t for t in targets if t not in failed_upstream]
-        node_errors: dict[str, dict[str, Any]] = {}
-        index = {node_id: i for i, node_id in enumerate(self.order)}
+        entries: dict[int, dict[str, Any]] = {}
         for output in targets:
-            for node_id in sorted(failed_upstream.get(output, ()), key=index.__getitem__):
-                entry = node_errors.setdefault(
-                    node_id,
+            bits = bin(failed_upstream.get(output, 0))[:1:-1]  # lowest bit first
+            for bit in (i for i, digit in enumerate(bits) if digit == "1"):
+                node_id = errored[bit]
+                entry = entries.setdefault(
+                    bit,
                     {
                         "errors": self.own_errors[node_id],
                         "dependent_outputs": [],
@@ -206,7 +220,7 @@ class _Validator:
                     },
                 )
                 entry["dependent_outputs"].append(output)
-        node_errors = dict(sorted(node_errors.items(), key=lambda item: index[item[0]]))
+        node_errors = {errored[bit]: entries[bit] for bit in sorted(entries)}
         prompt = {
             node_id: self.normalized.get(node_id, node) for node_id, node in self.source.items()
         }
@@ -250,25 +264,32 @@ class _Validator:
                 self.order.append(node_id)
 
     def _sources(self, node_id: str) -> list[str]:
-        """Linked source ids that exist, reversed so the DFS visits them in input order."""
+        """Linked source ids that exist, reversed so the DFS visits them in input-name order
+        (not JSON key order: the report must not depend on how the client ordered keys)."""
         inputs = self.source[node_id].get("inputs", {})
-        found = [v[0] for v in inputs.values() if is_link(v) and v[0] in self.source]
+        found = [
+            value[0]
+            for _, value in sorted(inputs.items())
+            if is_link(value) and value[0] in self.source
+        ]
         found.reverse()
         return found
 
     def _report_cycles(self) -> None:
         for cycle in self.cycles:
             ordered = list(reversed(cycle))  # source -> consumer order reads naturally
-            names = " → ".join(
-                f"{n} ({self.source[n]['class_type']})" for n in [*ordered, ordered[0]]
-            )
+            listed = ordered[:MAX_LISTED_CYCLE_NODES]
+            names = " → ".join(f"{n} ({self.source[n]['class_type']})" for n in listed)
+            if len(ordered) > len(listed):
+                names += f" → … {len(ordered) - len(listed)} more"
+            names += f" → {ordered[0]}"
             for node_id in cycle:
                 self.own_errors[node_id].append(
                     error_dict(
                         "dependency_cycle",
                         "Dependency cycle",
                         f"Node '{node_id}' is part of a cycle: {names}",
-                        {"cycle": ordered},
+                        {"cycle": listed, "cycle_length": len(ordered)},
                     )
                 )
 
@@ -319,7 +340,9 @@ class _Validator:
                     )
                 )
                 continue
-            inputs[name] = value
+            # A list constant keeps its wrapper: bare, it would read as a link (to the engine, and
+            # to validation when the validated prompt is submitted again). The engine unwraps it.
+            inputs[name] = {"__value__": value} if type(value) is list else value
             if custom is None or not custom.covers(name):
                 range_error = _check_range(spec, value)
                 if range_error is not None:
@@ -372,7 +395,9 @@ class _Validator:
         if source_schema is None:  # its INPUT_TYPES failed; that node reports the error
             return None
         outputs = source_schema.return_types
-        if slot != int(slot) or not 0 <= int(slot) < len(outputs):
+        # A float slot must be integral (NaN and infinities are not: int() would raise).
+        integral = not isinstance(slot, float) or slot.is_integer()
+        if not integral or not 0 <= int(slot) < len(outputs):
             return error_dict(
                 "bad_linked_input",
                 f"Input '{name}' of node '{node_id}' links to output {slot} of node "
@@ -413,7 +438,8 @@ class _Validator:
             if not custom.covers(name) or name not in inputs:
                 continue
             value = inputs[name]
-            arguments[name] = None if is_link(value) else value  # links are unknown until run time
+            # Links are unknown until run time.
+            arguments[name] = None if is_link(value) else unwrap_value(value)
         if custom.wants_input_types:
             arguments["input_types"] = received_types
         for name, kind in schema.hidden.items():
@@ -427,7 +453,8 @@ class _Validator:
             return [_exception_error("exception_during_validation", exc)]
         if result is True:
             return []
-        covered = ", ".join(arguments) or "inputs"
+        # Name the inputs the hook judged (not `input_types` or hidden values: they are no inputs).
+        covered = ", ".join(name for name in arguments if name in schema.inputs) or "inputs"
         details = covered if result is False else f"{covered} - {result}"
         return [
             error_dict(

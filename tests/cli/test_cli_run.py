@@ -161,3 +161,20 @@ def test_nodes_table_lists_builtins(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert code == 0
     for node_type in ("EmptyImage", "LoadImage", "PreviewAny", "PrimitiveInt", "IntMath"):
         assert node_type in out
+
+
+def test_ui_workflow_runs_without_export(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    workflow_file = DEMO.with_name("demo-ui.json")
+    code, out, err = run_cli(
+        capsys, "run", str(workflow_file), "--base-directory", str(tmp_path), "--json"
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["outputs"]["8"] == {"text": ["42"]}
+    saved = tmp_path / "output" / "ui-demo" / "flowscope_00001_.png"
+    with Image.open(saved) as image:
+        assert image.size == (256, 192)  # the ImageScaleBy node is bypassed in the workflow
+        embedded = json.loads(image.text["workflow"])
+    assert embedded["id"] == json.loads(workflow_file.read_text())["id"]

@@ -127,6 +127,26 @@ def test_an_async_node_can_be_interrupted(engine: Engine) -> None:
     assert calls("Collect") == []
 
 
+def test_an_interrupt_stops_async_nodes_that_never_check_for_it(engine: Engine) -> None:
+    def interrupter() -> None:
+        deadline = time.monotonic() + 10
+        while engine.executor.running_job_id != JOB and time.monotonic() < deadline:
+            time.sleep(0.001)
+        time.sleep(0.05)
+        engine.executor.interrupt(JOB)
+
+    thread = threading.Thread(target=interrupter)
+    thread.start()
+    prompt = {"1": node("Sleep", value=1, seconds=5.0), "2": node("Collect", value=link("1"))}
+    start = time.monotonic()
+    result = engine.run(prompt, job_id=JOB)
+    elapsed = time.monotonic() - start
+    thread.join()
+    assert result.status == "interrupted"
+    assert elapsed < 2.0  # the 5 s sleep was cancelled, not waited out
+    assert calls("Collect") == []
+
+
 def test_interrupting_another_job_does_nothing(engine: Engine) -> None:
     answers: list[bool] = []
     testing_nodes.HOOKS["hook"] = lambda _: answers.append(

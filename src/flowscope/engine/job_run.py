@@ -6,6 +6,7 @@ Semantics follow ComfyUI (spec §3); see docs/engine.md for where we deliberatel
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import inspect
 import time
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     from flowscope.engine.executor import Executor
 
 Outputs = list[list[Any]]
+# How often an interrupt is looked for while only async nodes are running.
+ASYNC_INTERRUPT_POLL_S = 0.05
 
 
 class _Step(enum.Enum):
@@ -152,8 +155,7 @@ class JobRun:
             node_id = scheduler.next_ready()
             if node_id is None:
                 if scheduler.has_external_blocks:
-                    await self._unblocked.wait()
-                    self._unblocked.clear()
+                    await self._wait_for_async_nodes()
                     continue
                 if scheduler.is_done():
                     return
@@ -166,6 +168,15 @@ class JobRun:
                     self._release_inputs(node_id)
             else:
                 scheduler.requeue(node_id)
+
+    async def _wait_for_async_nodes(self) -> None:
+        """Wait for an async node to finish; notice an interrupt even if its code never checks."""
+        interrupt = self.executor.interrupt_flag
+        while not self._unblocked.is_set():
+            interrupt.check()  # raises; run() then cancels the pending tasks
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._unblocked.wait(), ASYNC_INTERRUPT_POLL_S)
+        self._unblocked.clear()
 
     # -- planning -----------------------------------------------------------------------
     def node_class(self, node_id: str) -> NodeClass:

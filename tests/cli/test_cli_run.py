@@ -178,3 +178,24 @@ def test_ui_workflow_runs_without_export(
         assert image.size == (256, 192)  # the ImageScaleBy node is bypassed in the workflow
         embedded = json.loads(image.text["workflow"])
     assert embedded["id"] == json.loads(workflow_file.read_text())["id"]
+
+
+def test_large_jobs_show_the_slowest_nodes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prompt: dict[str, Any] = {"0": {"class_type": "PrimitiveInt", "inputs": {"value": 0}}}
+    for i in range(1, 40):
+        prompt[str(i)] = {
+            "class_type": "IntMath",
+            "inputs": {"a": [str(i - 1), 0], "b": 1, "operation": "add"},
+        }
+    prompt["out"] = {"class_type": "PreviewAny", "inputs": {"source": ["39", 0]}}
+    path = write(tmp_path, prompt)
+    code, out, err = run_cli(capsys, "run", path, "--base-directory", str(tmp_path))
+    assert code == 0
+    assert "#out text: 39" in out
+    assert "11 faster nodes not shown" in err
+    code, _, err = run_cli(capsys, "run", path, "--base-directory", str(tmp_path), "--all-nodes")
+    assert code == 0
+    assert "not shown" not in err
+    assert all(f"│ {i:>4} │" in err for i in (1, 20, 39))

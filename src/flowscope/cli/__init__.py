@@ -64,6 +64,11 @@ def _parser() -> argparse.ArgumentParser:
         help="run the workflow N times in one process (later runs show what the cache saves)",
     )
     run.add_argument("--json", action="store_true", help="print the result as JSON only")
+    run.add_argument(
+        "--all-nodes",
+        action="store_true",
+        help="list every node in the timing table (by default, past 30 nodes, the slowest 30)",
+    )
     run.add_argument("--quiet", action="store_true", help="no live progress display")
 
     nodes = commands.add_parser("nodes", help="list the installed node types")

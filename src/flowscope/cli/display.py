@@ -109,7 +109,15 @@ def print_failure(console: Console, result: JobResult) -> None:
         console.print(f"    {name} = {values[0] if len(values) == 1 else values}")
 
 
-def timing_table(result: JobResult) -> Table:
+def timing_table(result: JobResult, limit: int | None = 30) -> Table:
+    """Every node's timing; past `limit` nodes, only the slowest (and failed) ones, in run order."""
+    records = result.nodes
+    hidden = 0
+    if limit is not None and len(records) > limit:
+        slowest = sorted(records, key=lambda r: r.duration_ms, reverse=True)[:limit]
+        keep = {id(r) for r in slowest} | {id(r) for r in records if r.status == "failed"}
+        hidden = len(records) - len(keep)
+        records = [r for r in records if id(r) in keep]
     table = Table(title=f"job {result.job_id} — {result.status} in {result.duration_ms:.1f} ms")
     table.add_column("node", justify="right")
     table.add_column("type")
@@ -118,7 +126,7 @@ def timing_table(result: JobResult) -> Table:
     table.add_column("ms", justify="right")
     table.add_column("peak RSS", justify="right")
     styles = {"cached": "dim", "failed": "red", "blocked": "yellow"}
-    for record in result.nodes:
+    for record in records:
         peak = f"{record.memory_peak_bytes / 2**20:.0f} MiB" if record.memory_peak_bytes else ""
         ms = f"{record.duration_ms:.2f}" if record.status not in ("cached", "blocked") else ""
         table.add_row(
@@ -129,6 +137,12 @@ def timing_table(result: JobResult) -> Table:
             ms,
             peak,
             style=styles.get(record.status),
+        )
+    if hidden:
+        cached = sum(1 for r in result.nodes if r.status == "cached")
+        table.caption = (
+            f"{hidden} faster nodes not shown ({cached} of all {len(result.nodes)} were cached); "
+            "--all-nodes lists every node"
         )
     return table
 

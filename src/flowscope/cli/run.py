@@ -93,7 +93,7 @@ def run_command(args: argparse.Namespace) -> int:
         )
         result = _execute(executor, request, bus, console, live=not (args.quiet or args.json))
         if not args.json:
-            console.print(timing_table(result))
+            console.print(timing_table(result, None if args.all_nodes else 30))
         if result.status != "success":
             break
     assert result is not None

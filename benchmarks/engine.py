@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import platform
 import random
 import statistics
@@ -109,80 +110,91 @@ def memory_growth() -> int:
         return rss_hwm_bytes() - before
 
 
+SHAPES: dict[str, Callable[[int, int], dict[str, Any]]] = {"chain": chain, "tree": tree}
+CASES = (("chain", 100), ("chain", 1000), ("chain", 10000), ("tree", 1000))
+
+
+def measure_case(shape: str, n: int, repeat: int) -> dict[str, float]:
+    """Validation, uncached and fully cached execution of one graph, in this fresh process."""
+    make = SHAPES[shape]
+    with tempfile.TemporaryDirectory() as base:
+        registry, _ = load_catalog(Directories.under(base))
+        bus = EventBus()
+        events = InMemorySubscriber(bus)
+        executor = Executor(registry, bus=bus)
+        gc.freeze()  # as `flowscope run` and the server do after loading the node catalog
+
+        prompt = make(n, random.randrange(10**9))
+        t_validate, validation = timed(lambda: validate_prompt(prompt, registry.schema), repeat)
+        assert validation.ok, validation.error
+
+        uncached = []
+        for _ in range(repeat):
+            # A new start value each run: nothing is cached.
+            fresh = validate_prompt(make(n, random.randrange(10**9)), registry.schema)
+            events.clear()
+            start = time.perf_counter()
+            result = executor.execute(JobRequest(prompt=fresh.prompt, outputs=fresh.outputs))
+            uncached.append(time.perf_counter() - start)
+            assert result.status == "success", result.error
+        event_count = len(events.events)
+
+        request = JobRequest(prompt=validation.prompt, outputs=validation.outputs)
+        executor.execute(request)
+
+        def cached_run() -> None:
+            events.clear()
+            result = executor.execute(request)
+            assert all(r.status == "cached" for r in result.nodes)
+
+        t_cached, _ = timed(cached_run, repeat)
+    return {
+        "validate": t_validate,
+        "execute": statistics.median(uncached),
+        "cached": t_cached,
+        "events": event_count,
+    }
+
+
+def child(*arguments: str) -> str:
+    command = [sys.executable, __file__, *arguments]
+    return subprocess.run(command, check=True, capture_output=True, text=True).stdout
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeat", type=int, default=5, help="runs per figure (median)")
+    parser.add_argument("--repeat", type=int, default=7, help="runs per figure (median)")
+    parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.memory_child:
         print(memory_growth())
         return
-    with tempfile.TemporaryDirectory() as base:
-        registry, _ = load_catalog(Directories.under(base))
-        bus = EventBus()
-        events = InMemorySubscriber(bus)
-        gc.freeze()  # as `flowscope run` and the server do after loading the node catalog
-
-        rows = []
-        for shape, make, sizes in (("chain", chain, (100, 1000, 10000)), ("tree", tree, (1000,))):
-            for n in sizes:
-                executor = Executor(registry, bus=bus)
-                prompt = make(n, random.randrange(10**9))
-                t_validate, validation = timed(
-                    lambda p=prompt: validate_prompt(p, registry.schema), args.repeat
-                )
-                assert validation.ok, validation.error
-
-                def fresh_run(
-                    make: Callable[..., Any] = make, n: int = n, executor: Executor = executor
-                ) -> Any:
-                    # A new start value each run: nothing is cached.
-                    p = make(n, random.randrange(10**9))
-                    v = validate_prompt(p, registry.schema)
-                    events.clear()
-                    start = time.perf_counter()
-                    result = executor.execute(JobRequest(prompt=v.prompt, outputs=v.outputs))
-                    assert result.status == "success", result.error
-                    return time.perf_counter() - start, len(events.events)
-
-                runs = [fresh_run() for _ in range(args.repeat)]
-                t_exec = statistics.median(r[0] for r in runs)
-                event_count = runs[-1][1]
-
-                request = JobRequest(prompt=validation.prompt, outputs=validation.outputs)
-                executor.execute(request)
-                events.clear()
-
-                def cached_run(request: JobRequest = request, executor: Executor = executor) -> Any:
-                    events.clear()
-                    result = executor.execute(request)
-                    assert result.status == "success"
-                    assert all(r.status == "cached" for r in result.nodes)
-                    return result
-
-                t_cached, _ = timed(cached_run, args.repeat)
-                rows.append((shape, n, t_validate, t_exec, t_cached, event_count))
+    if args.case:
+        shape, n = args.case.split(":")
+        print(json.dumps(measure_case(shape, int(n), args.repeat)))
+        return
 
     print(f"flowscope engine benchmark — {platform.node()}, {platform.processor() or 'cpu'}")
-    print(f"python {platform.python_version()}, torch {torch.__version__}, median of {args.repeat}")
+    print(
+        f"python {platform.python_version()}, torch {torch.__version__}; each graph in a fresh "
+        f"process, median of {args.repeat} runs, events on (in-memory subscriber)"
+    )
     header = (
         f"{'graph':<7}{'N':>7}{'validate':>11}{'execute':>11}{'per node':>11}"
         f"{'cached re-run':>15}{'events':>8}  ComfyUI 0.3.64 (spec §9.3)"
     )
     print(header)
     print("-" * len(header))
-    for shape, n, t_validate, t_exec, t_cached, event_count in rows:
+    for shape, n in CASES:
+        row = json.loads(child("--case", f"{shape}:{n}", "--repeat", str(args.repeat)))
         print(
-            f"{shape:<7}{n:>7}{t_validate * 1e3:>9.1f}ms{t_exec * 1e3:>9.1f}ms"
-            f"{t_exec / n * 1e6:>9.1f}µs{t_cached * 1e3:>13.1f}ms{event_count:>8}"
-            f"  {PEER.get((shape, n), '')}"
+            f"{shape:<7}{n:>7}{row['validate'] * 1e3:>9.1f}ms{row['execute'] * 1e3:>9.1f}ms"
+            f"{row['execute'] / n * 1e6:>9.1f}µs{row['cached'] * 1e3:>13.1f}ms"
+            f"{int(row['events']):>8}  {PEER.get((shape, n), '')}"
         )
-    growth = int(
-        subprocess.run(
-            [sys.executable, __file__, "--memory-child"], check=True, capture_output=True, text=True
-        ).stdout
-    )
+    growth = int(child("--memory-child"))
     print(
         "peak RSS growth, chain N=10000, fresh process (build + validate + run): "
         f"{growth / 2**20:.1f} MiB"

@@ -24,7 +24,7 @@ from flowscope.engine.errors import (
     is_out_of_memory,
 )
 from flowscope.engine.job import JobRequest, JobResult, NodeRecord, NodeStatus
-from flowscope.engine.node_class import NodeClass, load_node_class
+from flowscope.engine.node_class import NodeClass, NodeClassLookup
 from flowscope.engine.progress import NodeRun
 from flowscope.engine.reporting import JobEvents
 from flowscope.engine.scheduler import Scheduler
@@ -75,7 +75,13 @@ class JobRun:
         self.events = JobEvents(executor.bus, request.job_id, request.workflow_id, request.user_id)
         self.cache = executor.cache
         self.frees_early = executor.cache.name == "none"
-        self.classes: dict[str, NodeClass] = {}
+        dynprompt = self.dynprompt
+        # No callback below may hold `self`: a JobRun in a reference cycle would keep all of a
+        # job's results alive until a full garbage collection.
+        node_class = NodeClassLookup(
+            executor.registry, lambda node_id: dynprompt.get_node(node_id)["class_type"]
+        )
+        self.node_class = node_class
         self.signatures: dict[str, Signature] = {}
         self.results: dict[str, Outputs] = {}
         self.cached_ui: dict[str, dict[str, Any] | None] = {}
@@ -94,9 +100,9 @@ class JobRun:
         self._waiters: list[asyncio.Future[None]] = []
         self.scheduler = Scheduler(
             self.dynprompt,
-            is_output=lambda n: self.node_class(n).is_output,
-            is_async=lambda n: self.node_class(n).is_async,
-            is_lazy_input=lambda n, name: name in self.node_class(n).lazy_inputs,
+            is_output=lambda n: node_class(n).is_output,
+            is_async=lambda n: node_class(n).is_async,
+            is_lazy_input=lambda n, name: name in node_class(n).lazy_inputs,
             is_satisfied=self.results.__contains__,
         )
 
@@ -179,14 +185,6 @@ class JobRun:
         self._unblocked.clear()
 
     # -- planning -----------------------------------------------------------------------
-    def node_class(self, node_id: str) -> NodeClass:
-        class_type = self.dynprompt.get_node(node_id)["class_type"]
-        info = self.classes.get(class_type)
-        if info is None:
-            info = load_node_class(self.executor.registry, class_type)
-            self.classes[class_type] = info
-        return info
-
     async def _plan(self, roots: list[str]) -> list[str]:
         """Sign every node the outputs depend on (lazy inputs included), sources first.
 
@@ -391,11 +389,11 @@ class JobRun:
         if info.input_is_list or not data:
             return [data if info.input_is_list else {}]
         lengths = [len(v) for v in data.values()]
+        if lengths.count(1) == len(lengths):  # the common case: one value per input
+            return [{k: v[0] for k, v in data.items()}]
         if min(lengths) == 0:
             return []  # an empty list upstream: nothing to map over
         count = max(lengths)
-        if count == 1:
-            return [{k: v[0] for k, v in data.items()}]
         return [{k: v[i] if i < len(v) else v[-1] for k, v in data.items()} for i in range(count)]
 
     async def _call_mapped(
@@ -456,6 +454,7 @@ class JobRun:
                     item.cancel()
         for waiter in self._waiters:
             waiter.cancel()
+        self._waiters.clear()  # their coroutines refer back to this run
 
     def _report_progress(self, node_id: str, value: float, total: float, preview: Any) -> None:
         if self.events.enabled:
@@ -593,7 +592,8 @@ class JobRun:
         self._add_record(node_id, node, "cached")
 
     def _add_record(self, node_id: str, node: NodeSpec, status: NodeStatus) -> None:
-        self.records.append(NodeRecord(node_id, node["class_type"], node_title(node), status))
+        title = node_title(node) if "_meta" in node else None
+        self.records.append(NodeRecord(node_id, node["class_type"], title, status))
 
     def _record_ui(self, node_id: str, ui: dict[str, Any]) -> None:
         self.outputs_ui[node_id] = ui

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,3 +67,26 @@ def load_node_class(registry: NodeRegistry, class_type: str) -> NodeClass:
         fingerprint_params=params,
         has_lazy_check=callable(getattr(cls, "check_lazy_status", None)),
     )
+
+
+class NodeClassLookup:
+    """The NodeClass of each node of one job, loaded once per class and remembered per node id."""
+
+    def __init__(self, registry: NodeRegistry, node_types: Callable[[str], str]) -> None:
+        """`node_types(node_id)` gives a node's class_type (ephemeral nodes included)."""
+        self._registry = registry
+        self._node_types = node_types
+        self._by_type: dict[str, NodeClass] = {}
+        self._by_node: dict[str, NodeClass] = {}
+
+    def __call__(self, node_id: str) -> NodeClass:
+        info = self._by_node.get(node_id)
+        if info is not None:
+            return info
+        class_type = self._node_types(node_id)
+        info = self._by_type.get(class_type)
+        if info is None:
+            info = load_node_class(self._registry, class_type)
+            self._by_type[class_type] = info
+        self._by_node[node_id] = info
+        return info

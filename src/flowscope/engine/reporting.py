@@ -6,6 +6,7 @@ object whose expensive parts (timestamps as text, JSON) are left to the sinks.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -21,12 +22,17 @@ INPUT_PREVIEW_LIMIT = 2048
 _SECRET_KEY = re.compile(r"key|token|password|secret", re.IGNORECASE)
 
 
+@functools.lru_cache(maxsize=4096)
+def _looks_secret(name: str) -> bool:
+    return _SECRET_KEY.search(name) is not None
+
+
 def preview_inputs(inputs: Mapping[str, Any]) -> dict[str, Any]:
     """`node.inputs`: constants only, secret-looking keys dropped, strings cut, size-capped."""
     preview: dict[str, Any] = {}
     budget = INPUT_PREVIEW_LIMIT
     for name, value in inputs.items():
-        if is_link(value) or _SECRET_KEY.search(name):
+        if is_link(value) or _looks_secret(name):
             continue
         value = unwrap_value(value)  # a list constant travels as {"__value__": [...]}
         if isinstance(value, str):
@@ -121,9 +127,10 @@ class JobEvents:
     @staticmethod
     def node_fields(node_id: str, node: NodeSpec) -> dict[str, Any]:
         fields: dict[str, Any] = {"node.id": node_id, "node.type": node["class_type"]}
-        title = node_title(node)
-        if title is not None:
-            fields["node.title"] = title
+        if "_meta" in node:
+            title = node_title(node)
+            if title is not None:
+                fields["node.title"] = title
         return fields
 
     def node_started(self, node_id: str, node: NodeSpec, meta: dict[str, Any]) -> None:
@@ -161,9 +168,10 @@ class JobEvents:
         if not self.enabled:
             return
         fields = self.node_fields(node_id, node)
-        fields["event.outcome"] = Outcome.SUCCESS.value
+        fields["event.outcome"] = "success"
         fields["node.cached"] = True
-        self.emit(Action.NODE_CACHED, "node served from cache", fields, detail={**meta, "ui": ui})
+        meta["ui"] = ui  # meta is built per event, so it can carry the UI without a copy
+        self.emit(Action.NODE_CACHED, "node served from cache", fields, detail=meta)
 
     def node_failed(
         self,

@@ -27,8 +27,9 @@ MAX_LISTED_CYCLE_NODES = 12
 @dataclass
 class ValidationResult:
     ok: bool
-    # The prompt with constants coerced and `__value__` wrappers removed (kept only around lists,
-    # which would otherwise read as links); run this one.
+    # The prompt to run: constants coerced and `__value__` wrappers removed (kept only around
+    # lists, which would otherwise read as links). Nodes that needed no change are shared with
+    # the submitted prompt, not copied.
     prompt: Prompt
     # Output node ids that passed, in run order.
     outputs: list[str]
@@ -296,8 +297,10 @@ class _Validator:
     def _check_node(self, node_id: str) -> list[dict[str, Any]]:
         node = self.source[node_id]
         class_type = node["class_type"]
-        inputs = dict(node.get("inputs", {}))
-        self.normalized[node_id] = {**node, "inputs": inputs}
+        submitted: dict[str, Any] = node.get("inputs", {})
+        inputs = submitted
+        # Copy on write: most nodes' constants already have their declared types.
+        self.normalized[node_id] = node
         if class_type in self.schema_errors:
             return [self.schema_errors[class_type]]
         schema = self.schemas[class_type]
@@ -316,7 +319,7 @@ class _Validator:
                         )
                     )
                 continue
-            value = inputs[name]
+            original = value = inputs[name]
             if type(value) is list:
                 link_error = self._check_link(node_id, spec, value, received_types, schema)
                 if link_error is not None:
@@ -340,9 +343,14 @@ class _Validator:
                     )
                 )
                 continue
-            # A list constant keeps its wrapper: bare, it would read as a link (to the engine, and
-            # to validation when the validated prompt is submitted again). The engine unwraps it.
-            inputs[name] = {"__value__": value} if type(value) is list else value
+            unwrapped = unwrap_value(original)
+            if value is not unwrapped or (original is not unwrapped and type(value) is not list):
+                if inputs is submitted:
+                    inputs = dict(submitted)
+                    self.normalized[node_id] = {**node, "inputs": inputs}
+                # A list constant keeps its wrapper: bare, it would read as a link (to the engine
+                # and to validation when the validated prompt is submitted again).
+                inputs[name] = {"__value__": value} if type(value) is list else value
             if custom is None or not custom.covers(name):
                 range_error = _check_range(spec, value)
                 if range_error is not None:

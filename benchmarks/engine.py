@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from flowscope.engine import Executor, JobRequest
+from flowscope.engine.gc_tuning import tune_collector
 from flowscope.engine.memory import MemoryProbe
 from flowscope.graph.validation import validate_prompt
 from flowscope.nodes.catalog import load_catalog
@@ -101,7 +102,7 @@ def memory_growth() -> int:
         InMemorySubscriber(bus)
         executor = Executor(registry, bus=bus)
         gc.collect()
-        gc.freeze()
+        tune_collector()
         MemoryProbe._reset_rss()
         before = rss_hwm_bytes()
         validation = validate_prompt(chain(10000, 7), registry.schema)
@@ -122,7 +123,7 @@ def measure_case(shape: str, n: int, repeat: int) -> dict[str, float]:
         bus = EventBus()
         events = InMemorySubscriber(bus)
         executor = Executor(registry, bus=bus)
-        gc.freeze()  # as `flowscope run` and the server do after loading the node catalog
+        tune_collector()  # as `flowscope run` does after loading the node catalog
 
         prompt = make(n, random.randrange(10**9))
         t_validate, validation = timed(lambda: validate_prompt(prompt, registry.schema), repeat)

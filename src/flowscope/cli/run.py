@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import sys
 import threading
@@ -22,6 +21,7 @@ from flowscope.cli.display import (
 )
 from flowscope.cli.overrides import OverrideError, apply_overrides, parse_override
 from flowscope.engine import Executor, JobRequest, JobResult, cache_from_spec
+from flowscope.engine.gc_tuning import tune_collector
 from flowscope.graph.document import DocumentError, load_document
 from flowscope.graph.validation import validate_prompt
 from flowscope.nodes.catalog import load_catalog
@@ -81,7 +81,7 @@ def run_command(args: argparse.Namespace) -> int:
         extra_data["extra_pnginfo"] = {"workflow": loaded.workflow}
     bus = EventBus()
     executor = Executor(registry, bus=bus, cache=cache)
-    gc.freeze()  # the loaded code and nodes are long-lived: keep them out of GC passes
+    tune_collector()  # after loading: the code and node classes are long-lived
 
     result: JobResult | None = None
     for _ in range(max(1, args.repeat)):

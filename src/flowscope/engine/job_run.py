@@ -209,7 +209,13 @@ class JobRun:
                     unsigned = [
                         v[0]
                         for v in inputs.values()
-                        if is_link(v) and v[0] not in signatures and v[0] in prompt
+                        # is_link(), inlined: this runs for every node of every job
+                        if type(v) is list
+                        and len(v) == 2
+                        and type(v[0]) is str
+                        and isinstance(v[1], (int, float))
+                        and v[0] not in signatures
+                        and v[0] in prompt
                     ]
                     for source in unsigned:
                         if source in expanded:  # expanded but unsigned: it is below us

@@ -167,9 +167,14 @@ class JobEvents:
     ) -> None:
         if not self.enabled:
             return
-        fields = self.node_fields(node_id, node)
-        fields["event.outcome"] = "success"
-        fields["node.cached"] = True
+        fields = {
+            "node.id": node_id,
+            "node.type": node["class_type"],
+            "event.outcome": "success",
+            "node.cached": True,
+        }
+        if "_meta" in node and (title := node_title(node)) is not None:
+            fields["node.title"] = title
         meta["ui"] = ui  # meta is built per event, so it can carry the UI without a copy
         self.emit(Action.NODE_CACHED, "node served from cache", fields, detail=meta)
 

@@ -10,7 +10,6 @@ import contextlib
 import enum
 import inspect
 import time
-from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -24,12 +23,22 @@ from flowscope.engine.errors import (
     is_out_of_memory,
 )
 from flowscope.engine.job import JobRequest, JobResult, NodeRecord, NodeStatus
+from flowscope.engine.node_calls import (
+    BlockedCall,
+    Outputs,
+    as_coroutine,
+    find_blocker,
+    mapped_calls,
+    merge_outputs,
+    sort_results,
+)
 from flowscope.engine.node_class import NodeClass, NodeClassLookup
 from flowscope.engine.progress import NodeRun
 from flowscope.engine.reporting import JobEvents
 from flowscope.engine.scheduler import Scheduler
+from flowscope.engine.signing import Signer, SigningError
 from flowscope.graph.prompt import NodeSpec, is_link, node_title, unwrap_value
-from flowscope.graph.signature import Signature, fingerprint_token, node_signature
+from flowscope.graph.signature import Signature
 from flowscope.nodes import protocol
 from flowscope.nodes.blocker import ExecutionBlocker
 from flowscope.nodes.progress import ExecutionInterrupted, current_node
@@ -38,7 +47,6 @@ from flowscope.telemetry.events import Action
 if TYPE_CHECKING:
     from flowscope.engine.executor import Executor
 
-Outputs = list[list[Any]]
 # How often an interrupt is looked for while only async nodes are running.
 ASYNC_INTERRUPT_POLL_S = 0.05
 
@@ -46,16 +54,6 @@ ASYNC_INTERRUPT_POLL_S = 0.05
 class _Step(enum.Enum):
     DONE = 1
     PENDING = 2
-
-
-class _BlockedCall:
-    """A mapped call that never ran because an input was blocked (unlike a node that itself
-    returns an ExecutionBlocker, which ran and succeeded)."""
-
-    __slots__ = ("blocker",)
-
-    def __init__(self, blocker: ExecutionBlocker) -> None:
-        self.blocker = blocker
 
 
 class _NodeFailedError(Exception):
@@ -82,7 +80,14 @@ class JobRun:
             executor.registry, lambda node_id: dynprompt.get_node(node_id)["class_type"]
         )
         self.node_class = node_class
-        self.signatures: dict[str, Signature] = {}
+        # Bound methods would hold `self`; the signer gets the plain pieces it needs.
+        extra_data = request.extra_data
+        self.signer = Signer(
+            dynprompt,
+            node_class,
+            lambda node_id, info: _hidden_inputs(dynprompt, extra_data, node_id, info),
+        )
+        self.signatures = self.signer.signatures
         self.results: dict[str, Outputs] = {}
         self.cached_ui: dict[str, dict[str, Any] | None] = {}
         self.cached_at_start: list[str] = []
@@ -137,7 +142,10 @@ class JobRun:
         )
 
     async def _prepare(self) -> None:
-        order = await self._plan(self.request.outputs)
+        try:
+            order = await self.signer.sign_prompt(self.request.outputs)
+        except SigningError as error:
+            raise self._node_failure(error.node_id, error.cause) from error
         self.cache.begin_job(self.signatures[n] for n in order)
         outputs = set(self.request.outputs)
         for node_id in order:
@@ -183,83 +191,6 @@ class JobRun:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._unblocked.wait(), ASYNC_INTERRUPT_POLL_S)
         self._unblocked.clear()
-
-    # -- planning -----------------------------------------------------------------------
-    async def _plan(self, roots: list[str]) -> list[str]:
-        """Sign every node the outputs depend on (lazy inputs included), sources first.
-
-        One iterative pass: a node is signed once all its sources are; Merkle signatures make
-        this O(N) at any depth. Returns the nodes in the order they were signed.
-        """
-        prompt = self.request.prompt
-        signatures = self.signatures
-        order: list[str] = []
-        expanded: set[str] = set()
-        for root in roots:
-            stack = [root]
-            while stack:
-                node_id = stack[-1]
-                if node_id in signatures:
-                    stack.pop()
-                    continue
-                node = prompt[node_id]
-                inputs = node.get("inputs", {})
-                if node_id not in expanded:
-                    expanded.add(node_id)
-                    unsigned = [
-                        v[0]
-                        for v in inputs.values()
-                        # is_link(), inlined: this runs for every node of every job
-                        if type(v) is list
-                        and len(v) == 2
-                        and type(v[0]) is str
-                        and isinstance(v[1], (int, float))
-                        and v[0] not in signatures
-                        and v[0] in prompt
-                    ]
-                    for source in unsigned:
-                        if source in expanded:  # expanded but unsigned: it is below us
-                            cycle = DependencyCycleError(f"node {node_id} is on a dependency cycle")
-                            raise self._node_failure(node_id, cycle)
-                    if unsigned:
-                        stack.extend(unsigned)
-                        continue
-                stack.pop()
-                try:
-                    info = self.node_class(node_id)
-                    fingerprint = ""
-                    if info.fingerprint:
-                        fingerprint = await self._fingerprint(node_id, node, info)
-                    signatures[node_id] = node_signature(
-                        info.class_type,
-                        inputs,
-                        signatures,
-                        fingerprint,
-                        node_id if info.keyed_by_id else None,
-                    )
-                except Exception as exc:  # an unvalidated prompt: unknown type, dangling link
-                    raise self._node_failure(node_id, exc) from exc
-                order.append(node_id)
-        return order
-
-    async def _fingerprint(self, node_id: str, node: NodeSpec, info: NodeClass) -> str:
-        data: dict[str, list[Any]] = {}
-        for name, value in node.get("inputs", {}).items():
-            if name in info.inputs:
-                data[name] = [None] if is_link(value) else [unwrap_value(value)]
-        data.update(self._hidden_inputs(node_id, info))
-        if info.fingerprint_params is not None:
-            data = {k: v for k, v in data.items() if k in info.fingerprint_params}
-        try:
-            results = []
-            for kwargs in self._calls(data, info):
-                result = info.fingerprint(**kwargs)
-                if inspect.isawaitable(result):
-                    result = await result
-                results.append(None if isinstance(result, ExecutionBlocker) else result)
-        except Exception:
-            return fingerprint_token(float("nan"))  # a failing IS_CHANGED means "always changed"
-        return fingerprint_token(results)
 
     def _count_consumers(self, node_ids: list[str]) -> None:
         for node_id in node_ids:
@@ -368,16 +299,7 @@ class JobRun:
         return data, missing
 
     def _hidden_inputs(self, node_id: str, info: NodeClass) -> dict[str, list[Any]]:
-        extra = self.request.extra_data
-        values = {
-            protocol.HIDDEN_PROMPT: self.dynprompt.get_original_prompt(),
-            protocol.HIDDEN_DYNPROMPT: self.dynprompt,
-            protocol.HIDDEN_EXTRA_PNGINFO: extra.get("extra_pnginfo"),
-            protocol.HIDDEN_UNIQUE_ID: node_id,
-            protocol.HIDDEN_AUTH_TOKEN: extra.get("auth_token_comfy_org"),
-            protocol.HIDDEN_API_KEY: extra.get("api_key_comfy_org"),
-        }
-        return {name: [values.get(kind)] for name, kind in info.hidden.items()}
+        return _hidden_inputs(self.dynprompt, self.request.extra_data, node_id, info)
 
     def _instance(self, node_id: str, info: NodeClass) -> Any:
         """Node instances live per (node id, class) across jobs, as ComfyUI keeps them."""
@@ -387,20 +309,6 @@ class JobRun:
             instance = info.cls()
             self.executor.objects[key] = instance
         return instance
-
-    @staticmethod
-    def _calls(data: dict[str, list[Any]], info: NodeClass) -> list[dict[str, Any]]:
-        """ComfyUI's list mapping: one call per index up to the longest list (shorter lists
-        repeat their last item), or one call with whole lists for INPUT_IS_LIST nodes."""
-        if info.input_is_list or not data:
-            return [data if info.input_is_list else {}]
-        lengths = [len(v) for v in data.values()]
-        if lengths.count(1) == len(lengths):  # the common case: one value per input
-            return [{k: v[0] for k, v in data.items()}]
-        if min(lengths) == 0:
-            return []  # an empty list upstream: nothing to map over
-        count = max(lengths)
-        return [{k: v[i] if i < len(v) else v[-1] for k, v in data.items()} for i in range(count)]
 
     async def _call_mapped(
         self,
@@ -415,19 +323,19 @@ class JobRun:
         interrupt = self.executor.interrupt_flag
         run = NodeRun(node_id, interrupt, self._report_progress, self.executor.progress_interval_s)
         results: list[Any] = []
-        for index, kwargs in enumerate(self._calls(data, info)):
+        for index, kwargs in enumerate(mapped_calls(data, info)):
             interrupt.check()
             run.start_call(index)
             if blockers:
-                blocker = _find_blocker(kwargs, info.input_is_list)
+                blocker = find_blocker(kwargs, info.input_is_list)
                 if blocker is not None:
-                    results.append(_BlockedCall(self._blocked(node_id, blocker)))
+                    results.append(BlockedCall(self._blocked(node_id, blocker)))
                     continue
             token = current_node.set(run)
             try:
                 result = method(**kwargs)
                 if inspect.isawaitable(result):
-                    task = asyncio.ensure_future(_as_coroutine(result))
+                    task = asyncio.ensure_future(as_coroutine(result))
                     await asyncio.sleep(0)  # let it finish at once if it can
                     result = task.result() if task.done() else task
             finally:
@@ -471,78 +379,13 @@ class JobRun:
     async def _process_results(
         self, node_id: str, node: NodeSpec, info: NodeClass, results: list[Any]
     ) -> _Step:
-        uis: list[dict[str, Any]] = []
-        values: list[tuple[Any, ...]] = []
-        expansions: list[tuple[bool, Any]] = []
-        blocked_calls = 0
-        for result in results:
-            if isinstance(result, dict):
-                ui = result.get("ui")
-                if isinstance(ui, dict):
-                    uis.append(ui)
-                if "expand" in result:
-                    expansions.append(
-                        (True, (result["expand"], self._as_tuple(info, result.get("result"))))
-                    )
-                    continue
-                if "result" in result:
-                    value = self._as_tuple(info, result["result"])
-                elif info.output_count == 0:
-                    value = ()
-                else:
-                    raise NodeOutputError(
-                        f"{info.class_type} returned a dict without 'result' but declares "
-                        f"{info.output_count} output(s)"
-                    )
-            else:
-                if isinstance(result, _BlockedCall):
-                    blocked_calls += 1
-                    result = result.blocker
-                value = self._as_tuple(info, result)
-            values.append(value)
-            expansions.append((False, value))
-        ui = _merge_ui(uis)
-        if any(is_sub for is_sub, _ in expansions):
-            return await self._expand(node_id, node, info, expansions, ui)
-        outputs = self._merge_outputs(info, values)
-        if results and blocked_calls == len(results):
+        returned = sort_results(info, results)
+        if returned.expands:
+            return await self._expand(node_id, node, info, returned.parts, returned.ui)
+        outputs = merge_outputs(info, returned.values)
+        if results and returned.blocked_calls == len(results):
             return self._finish_blocked(node_id, node, info, outputs)
-        return self._finish(node_id, node, info, outputs, ui)
-
-    @staticmethod
-    def _as_tuple(info: NodeClass, value: Any) -> tuple[Any, ...]:
-        if isinstance(value, ExecutionBlocker):
-            return (value,) * info.output_count
-        if value is None and info.output_count == 0:
-            return ()
-        if not isinstance(value, (tuple, list)):
-            raise NodeOutputError(
-                f"{info.class_type}.{info.function} returned {type(value).__name__}; a node must "
-                f"return a tuple with one value per output ({info.output_count} declared)"
-            )
-        if len(value) < info.output_count:
-            raise NodeOutputError(
-                f"{info.class_type}.{info.function} returned {len(value)} value(s) but declares "
-                f"{info.output_count} output(s) in RETURN_TYPES"
-            )
-        return tuple(value)
-
-    @staticmethod
-    def _merge_outputs(info: NodeClass, values: list[tuple[Any, ...]]) -> Outputs:
-        outputs: Outputs = []
-        for slot in range(info.output_count):
-            if info.output_is_list[slot]:
-                merged: list[Any] = []
-                for value in values:
-                    item = value[slot]
-                    if isinstance(item, ExecutionBlocker):
-                        merged.append(item)
-                    else:
-                        merged.extend(item)
-                outputs.append(merged)
-            else:
-                outputs.append([value[slot] for value in values])
-        return outputs
+        return self._finish(node_id, node, info, outputs, returned.ui)
 
     def _finish(
         self,
@@ -652,7 +495,10 @@ class JobRun:
             pending.append((True, result))
         for new_id in new_nodes:
             self.node_class(new_id)  # fail now, on the expanding node, if a type is unknown
-        await self._sign_ephemeral(new_nodes)
+        try:
+            await self.signer.sign_expansion(new_nodes)
+        except SigningError as error:
+            raise self._node_failure(error.node_id, error.cause) from error
         if self.frees_early:
             self._count_consumers(new_nodes)
             for link in links:
@@ -667,42 +513,6 @@ class JobRun:
         for link in links:
             self.scheduler.add_strong_link(link[0], node_id)
         return _Step.PENDING
-
-    async def _sign_ephemeral(self, new_nodes: list[str]) -> None:
-        """Signatures for expanded nodes, in dependency order among themselves."""
-        new = set(new_nodes)
-        order: list[str] = []
-        done: set[str] = set()
-        for root in new_nodes:
-            stack: list[tuple[str, bool]] = [(root, False)]
-            while stack:
-                node_id, expanded = stack.pop()
-                if node_id in done:
-                    continue
-                if expanded:
-                    done.add(node_id)
-                    order.append(node_id)
-                    continue
-                stack.append((node_id, True))
-                for value in self.dynprompt.get_node(node_id).get("inputs", {}).values():
-                    if is_link(value) and value[0] in new and value[0] not in done:
-                        stack.append((value[0], False))
-        for node_id in order:
-            node = self.dynprompt.get_node(node_id)
-            info = self.node_class(node_id)
-            inputs = node.get("inputs", {})
-            sources: dict[str, Signature] = {}
-            for value in inputs.values():
-                if is_link(value):
-                    source = self.signatures.get(value[0])
-                    if source is None:  # links to a node outside the plan: never reuse
-                        source = _unique_signature()
-                    sources[value[0]] = source
-            # IS_CHANGED counts inside expansions too (a NaN there must defeat the cache).
-            fingerprint = await self._fingerprint(node_id, node, info) if info.fingerprint else ""
-            self.signatures[node_id] = node_signature(
-                info.class_type, inputs, sources, fingerprint, node_id if info.keyed_by_id else None
-            )
 
     def _resolve_subgraph(self, node_id: str, info: NodeClass) -> Outputs:
         """The expanding node's outputs, once the subgraph it linked to has run."""
@@ -777,39 +587,16 @@ class JobRun:
         return [r.node_id for r in self.records if r.status != "failed"]
 
 
-def _find_blocker(kwargs: dict[str, Any], whole_lists: bool) -> ExecutionBlocker | None:
-    for value in kwargs.values():
-        if whole_lists and isinstance(value, list):
-            for item in value:
-                if isinstance(item, ExecutionBlocker):
-                    return item
-        elif isinstance(value, ExecutionBlocker):
-            return value
-    return None
-
-
-def _merge_ui(uis: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """Mapped calls' UI dicts, concatenated key by key."""
-    if not uis:
-        return None
-    if len(uis) == 1:
-        return uis[0]
-    merged: dict[str, Any] = {}
-    for ui in uis:
-        for key, value in ui.items():
-            bucket = merged.setdefault(key, [])
-            if isinstance(value, (list, tuple)):
-                bucket.extend(value)
-            else:
-                bucket.append(value)
-    return merged
-
-
-async def _as_coroutine(awaitable: Awaitable[Any]) -> Any:
-    return await awaitable
-
-
-def _unique_signature() -> Signature:
-    import os
-
-    return os.urandom(16)
+def _hidden_inputs(
+    dynprompt: DynamicPrompt, extra_data: dict[str, Any], node_id: str, info: NodeClass
+) -> dict[str, list[Any]]:
+    """Values for a node's hidden inputs (PROMPT, DYNPROMPT, EXTRA_PNGINFO, UNIQUE_ID, keys)."""
+    values = {
+        protocol.HIDDEN_PROMPT: dynprompt.get_original_prompt(),
+        protocol.HIDDEN_DYNPROMPT: dynprompt,
+        protocol.HIDDEN_EXTRA_PNGINFO: extra_data.get("extra_pnginfo"),
+        protocol.HIDDEN_UNIQUE_ID: node_id,
+        protocol.HIDDEN_AUTH_TOKEN: extra_data.get("auth_token_comfy_org"),
+        protocol.HIDDEN_API_KEY: extra_data.get("api_key_comfy_org"),
+    }
+    return {name: [values.get(kind)] for name, kind in info.hidden.items()}

@@ -199,3 +199,39 @@ def test_large_jobs_show_the_slowest_nodes(
     assert code == 0
     assert "not shown" not in err
     assert all(f"│ {i:>4} │" in err for i in (1, 20, 39))
+
+
+def test_broken_pack_is_reported_and_others_still_load(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    packs = tmp_path / "custom_nodes"
+    (packs / "cli_broken_pack").mkdir(parents=True)
+    (packs / "cli_broken_pack" / "__init__.py").write_text("import not_a_real_module_xyz\n")
+    (packs / "cli_ok_pack").mkdir()
+    (packs / "cli_ok_pack" / "prestartup_script.py").write_text(
+        "from pathlib import Path\nPath(__file__).with_name('ran').write_text('yes')\n"
+    )
+    (packs / "cli_ok_pack" / "__init__.py").write_text(
+        "class Seven:\n"
+        "    @classmethod\n"
+        "    def INPUT_TYPES(cls):\n"
+        "        return {'required': {}}\n"
+        "    RETURN_TYPES = ('INT',)\n"
+        "    FUNCTION = 'run'\n"
+        "    def run(self):\n"
+        "        return (7,)\n"
+        "NODE_CLASS_MAPPINGS = {'Seven': Seven}\n"
+    )
+    prompt = {
+        "1": {"class_type": "Seven", "inputs": {}},
+        "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}},
+    }
+    code, out, err = run_cli(
+        capsys, "run", write(tmp_path, prompt), "--base-directory", str(tmp_path)
+    )
+    assert code == 0, err
+    assert "#2 text: 7" in out
+    assert (packs / "cli_ok_pack" / "ran").read_text() == "yes"
+    assert "Prestartup times for custom nodes:" in err
+    assert "(IMPORT FAILED)" in err
+    assert "Cannot import" in err and "not_a_real_module_xyz" in err

@@ -7,13 +7,14 @@ import argparse
 from rich.table import Table
 
 from flowscope.cli.display import make_console
-from flowscope.nodes.catalog import load_catalog
+from flowscope.cli.startup import load_nodes
 from flowscope.storage.directories import Directories
 
 
 def nodes_command(args: argparse.Namespace) -> int:
     directories = Directories.under(args.base_directory)
-    registry, packs = load_catalog(directories)
+    err = make_console(stderr=True)
+    registry = load_nodes(directories, err, quiet=args.json)
     info, errors = registry.object_info()
     if args.category:
         info = {k: v for k, v in info.items() if str(v["category"]).startswith(args.category)}
@@ -39,10 +40,6 @@ def nodes_command(args: argparse.Namespace) -> int:
             node["python_module"],
         )
     console.print(table)
-    err = make_console(stderr=True)
     for error in errors:
         err.print(f"[red]{error.class_type} skipped:[/] {error.message}")
-    for pack in packs:
-        if pack.error:
-            err.print(f"[red]Cannot import {pack.path}:[/]\n{pack.error}")
     return 0

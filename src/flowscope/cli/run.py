@@ -20,12 +20,11 @@ from flowscope.cli.display import (
     timing_table,
 )
 from flowscope.cli.overrides import OverrideError, apply_overrides, parse_override
+from flowscope.cli.startup import load_nodes
 from flowscope.engine import Executor, JobRequest, JobResult, cache_from_spec
 from flowscope.engine.gc_tuning import tune_collector
 from flowscope.graph.document import DocumentError, load_document
 from flowscope.graph.validation import validate_prompt
-from flowscope.nodes.catalog import load_catalog
-from flowscope.nodes.loader import format_import_times
 from flowscope.storage.directories import Directories
 from flowscope.telemetry.bus import EventBus
 
@@ -52,12 +51,9 @@ def run_command(args: argparse.Namespace) -> int:
         console.print(f"[bold red]error:[/] {exc}")
         return EXIT_INVALID
 
-    registry, packs = load_catalog(directories, save_metadata=not args.disable_metadata)
-    if packs and not args.json:
-        console.print(format_import_times(packs), highlight=False)
-        for pack in packs:
-            if pack.error:
-                console.print(f"[red]Cannot import {pack.path}:[/]\n{pack.error}")
+    registry = load_nodes(
+        directories, console, save_metadata=not args.disable_metadata, quiet=args.json
+    )
 
     try:
         loaded = load_document(document, registry.node_info)

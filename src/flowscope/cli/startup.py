@@ -1,0 +1,35 @@
+"""Start-up shared by the commands: custom node packs' prestartup scripts, then the catalog."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from flowscope.nodes.catalog import load_catalog
+from flowscope.nodes.loader import (
+    format_import_times,
+    format_prestartup_times,
+    run_prestartup_scripts,
+)
+from flowscope.nodes.registry import NodeRegistry
+from flowscope.storage.directories import Directories
+
+
+def load_nodes(
+    directories: Directories, console: Console, *, save_metadata: bool = True, quiet: bool = False
+) -> NodeRegistry:
+    """Run prestartup scripts and load every node pack, reporting each pack's time and errors
+    (failed packs are reported with their traceback; the others load regardless)."""
+    prestartup = run_prestartup_scripts([directories.custom_nodes])
+    registry, packs = load_catalog(directories, save_metadata=save_metadata)
+    if not quiet:
+        if prestartup:
+            console.print(format_prestartup_times(prestartup), highlight=False)
+        if packs:
+            console.print(format_import_times(packs), highlight=False)
+    for script in prestartup:
+        if script.error:
+            console.print(f"[red]Prestartup script {script.script} failed:[/]\n{script.error}")
+    for pack in packs:
+        if pack.error:
+            console.print(f"[red]Cannot import {pack.path}:[/]\n{pack.error}")
+    return registry

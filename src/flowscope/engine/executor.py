@@ -12,6 +12,7 @@ from flowscope.engine.interrupt import InterruptFlag
 from flowscope.engine.job import JobRequest, JobResult
 from flowscope.engine.job_run import JobRun
 from flowscope.engine.memory import MemoryProbe
+from flowscope.engine.reporting import LOG_INPUTS, LogInputs
 from flowscope.nodes.registry import NodeRegistry
 from flowscope.telemetry.bus import EventBus
 
@@ -26,13 +27,20 @@ class Executor:
         on_out_of_memory: Callable[[], None] | None = None,
         progress_interval_s: float = 0.1,
         memory_probe: MemoryProbe | None = None,
+        log_inputs: LogInputs = "preview",
     ) -> None:
-        """`on_out_of_memory` is called after a node runs out of memory (e.g. to unload models)."""
+        """`on_out_of_memory` is called after a node runs out of memory (e.g. to unload models);
+        `log_inputs` says how much of each node's constant inputs its events carry."""
         self.registry = registry
         self.bus = bus
         self.cache: OutputCache = cache if cache is not None else ClassicCache()
         self.on_out_of_memory = on_out_of_memory
         self.progress_interval_s = progress_interval_s
+        if log_inputs not in LOG_INPUTS:
+            raise ValueError(
+                f"log_inputs must be one of {', '.join(LOG_INPUTS)}, not {log_inputs!r}"
+            )
+        self.log_inputs: LogInputs = log_inputs
         self.memory_probe = memory_probe if memory_probe is not None else MemoryProbe()
         self.objects: dict[tuple[str, str], Any] = {}
         self.interrupt_flag = InterruptFlag()

@@ -22,6 +22,8 @@ class JobRequest:
     extra_data: dict[str, Any] = field(default_factory=dict)
     workflow_id: str | None = None
     user_id: str | None = None
+    # The W3C trace id to join (32 hex digits), e.g. from the submitting request's traceparent.
+    trace_id: str | None = None
 
 
 @dataclass(slots=True)

@@ -70,7 +70,14 @@ class JobRun:
         self.request = request
         self.job_id = request.job_id
         self.dynprompt = DynamicPrompt(request.prompt)
-        self.events = JobEvents(executor.bus, request.job_id, request.workflow_id, request.user_id)
+        self.events = JobEvents(
+            executor.bus,
+            request.job_id,
+            request.workflow_id,
+            request.user_id,
+            trace_id=request.trace_id,
+            log_inputs=executor.log_inputs,
+        )
         self.cache = executor.cache
         self.frees_early = executor.cache.name == "none"
         dynprompt = self.dynprompt

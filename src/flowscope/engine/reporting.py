@@ -10,12 +10,13 @@ import functools
 import re
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from flowscope.engine.errors import summarize
 from flowscope.graph.prompt import NodeSpec, is_link, node_title, unwrap_value
 from flowscope.telemetry.bus import EventBus
 from flowscope.telemetry.events import Action, Event, Level, Outcome, qualified_name
+from flowscope.telemetry.ids import new_span_id, new_trace_id
 
 INPUT_STRING_LIMIT = 200
 INPUT_PREVIEW_LIMIT = 2048
@@ -27,8 +28,13 @@ def _looks_secret(name: str) -> bool:
     return _SECRET_KEY.search(name) is not None
 
 
-def preview_inputs(inputs: Mapping[str, Any]) -> dict[str, Any]:
-    """`node.inputs`: constants only, secret-looking keys dropped, strings cut, size-capped."""
+LogInputs = Literal["none", "preview", "full"]
+LOG_INPUTS: tuple[LogInputs, ...] = ("none", "preview", "full")
+
+
+def preview_inputs(inputs: Mapping[str, Any], *, full: bool = False) -> dict[str, Any]:
+    """`node.inputs`: constants only and secret-looking keys dropped (always); strings cut and
+    the whole preview size-capped, unless `full`. Objects appear as short summaries."""
     preview: dict[str, Any] = {}
     budget = INPUT_PREVIEW_LIMIT
     for name, value in inputs.items():
@@ -36,14 +42,15 @@ def preview_inputs(inputs: Mapping[str, Any]) -> dict[str, Any]:
             continue
         value = unwrap_value(value)  # a list constant travels as {"__value__": [...]}
         if isinstance(value, str):
-            if len(value) > INPUT_STRING_LIMIT:
+            if len(value) > INPUT_STRING_LIMIT and not full:
                 value = value[:INPUT_STRING_LIMIT] + "…"
         elif not (value is None or isinstance(value, (bool, int, float))):
             value = summarize(value)
-        budget -= len(name) + len(str(value))
-        if budget < 0:
-            preview["_truncated"] = True
-            break
+        if not full:
+            budget -= len(name) + len(str(value))
+            if budget < 0:
+                preview["_truncated"] = True
+                break
         preview[name] = value
     return preview
 
@@ -62,7 +69,13 @@ def summarize_outputs(outputs: Sequence[Sequence[Any]]) -> dict[str, Any]:
 
 
 class JobEvents:
-    """Emits one job's events with the shared fields and a per-job sequence number."""
+    """Emits one job's events with the shared fields and a per-job sequence number.
+
+    Trace context: the job is one trace (`trace.id`, given by the caller, e.g. from a W3C
+    `traceparent`, or new) whose root span is the job (`transaction.id`, and `span.id` on job
+    events); each node run is a child span (`span.id` on its node events). Tracing sinks build
+    their spans from these ids, so logs and traces always agree.
+    """
 
     def __init__(
         self,
@@ -70,15 +83,37 @@ class JobEvents:
         job_id: str,
         workflow_id: str | None,
         user_id: str | None,
+        *,
+        trace_id: str | None = None,
+        log_inputs: LogInputs = "preview",
     ) -> None:
         self._bus = bus
         self.enabled = bus is not None and bus.has_subscribers
         self.sequence = 0
-        self._base: dict[str, Any] = {"job.id": job_id}
+        self.log_inputs = log_inputs
+        self.trace_id = trace_id or new_trace_id()
+        self.job_span_id = new_span_id()
+        self._node_spans: dict[str, str] = {}
+        self._base: dict[str, Any] = {
+            "job.id": job_id,
+            "trace.id": self.trace_id,
+            "transaction.id": self.job_span_id,
+        }
         if workflow_id is not None:
             self._base["workflow.id"] = workflow_id
         if user_id is not None:
             self._base["user.id"] = user_id
+
+    def node_span_id(self, node_id: str) -> str:
+        span = self._node_spans.get(node_id)
+        if span is None:
+            span = self._node_spans[node_id] = new_span_id()
+        return span
+
+    def _inputs(self, node: NodeSpec) -> dict[str, Any] | None:
+        if self.log_inputs == "none":
+            return None
+        return preview_inputs(node.get("inputs", {}), full=self.log_inputs == "full")
 
     def emit(
         self,
@@ -95,6 +130,8 @@ class JobEvents:
         self.sequence += 1
         fields.update(self._base)
         fields["event.sequence"] = self.sequence
+        if "span.id" not in fields:
+            fields["span.id"] = self.job_span_id
         self._bus.emit(Event(action, message, time.time_ns(), level, fields, detail))
 
     # -- job events ---------------------------------------------------------------------
@@ -124,9 +161,12 @@ class JobEvents:
         self.emit(action, message, fields, level=level, detail=detail)
 
     # -- node events --------------------------------------------------------------------
-    @staticmethod
-    def node_fields(node_id: str, node: NodeSpec) -> dict[str, Any]:
-        fields: dict[str, Any] = {"node.id": node_id, "node.type": node["class_type"]}
+    def node_fields(self, node_id: str, node: NodeSpec) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "node.id": node_id,
+            "node.type": node["class_type"],
+            "span.id": self.node_span_id(node_id),
+        }
         if "_meta" in node:
             title = node_title(node)
             if title is not None:
@@ -156,7 +196,8 @@ class JobEvents:
         fields["event.duration"] = duration_ns
         fields["node.duration_ms"] = duration_ns / 1e6
         fields["node.cached"] = False
-        fields["node.inputs"] = preview_inputs(node.get("inputs", {}))
+        if (inputs := self._inputs(node)) is not None:
+            fields["node.inputs"] = inputs
         if outputs:
             fields["node.outputs"] = summarize_outputs(outputs)
         fields.update(memory)
@@ -167,14 +208,9 @@ class JobEvents:
     ) -> None:
         if not self.enabled:
             return
-        fields = {
-            "node.id": node_id,
-            "node.type": node["class_type"],
-            "event.outcome": "success",
-            "node.cached": True,
-        }
-        if "_meta" in node and (title := node_title(node)) is not None:
-            fields["node.title"] = title
+        fields = self.node_fields(node_id, node)
+        fields["event.outcome"] = "success"
+        fields["node.cached"] = True
         meta["ui"] = ui  # meta is built per event, so it can carry the UI without a copy
         self.emit(Action.NODE_CACHED, "node served from cache", fields, detail=meta)
 
@@ -194,7 +230,8 @@ class JobEvents:
         fields["event.duration"] = duration_ns
         fields["node.duration_ms"] = duration_ns / 1e6
         fields["node.cached"] = False
-        fields["node.inputs"] = preview_inputs(node.get("inputs", {}))
+        if (inputs := self._inputs(node)) is not None:
+            fields["node.inputs"] = inputs
         fields["error.type"] = qualified_name(type(exc))
         fields["error.message"] = payload["exception_message"]
         fields["error.stack_trace"] = "".join(payload["traceback"])

@@ -1,0 +1,113 @@
+"""The telemetry pipeline: the one bus subscriber that feeds every sink.
+
+On the emitting thread it only samples debug events, stamps `event.id` and offers the event to
+each sink (never blocking). A reporter thread turns the sinks' drop counters into
+`telemetry.dropped` events, once a second at most per sink.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from flowscope.telemetry.bus import EventBus
+from flowscope.telemetry.events import Action, Event, Level
+from flowscope.telemetry.ids import uuid7
+
+DROP_REPORT_INTERVAL_S = 1.0
+
+
+class Sink(Protocol):
+    name: str
+    dropped: int
+
+    def offer(self, event: Event) -> bool:
+        """Take the event without blocking; False if it had to be dropped."""
+
+    def close(self, timeout_s: float = 5.0) -> None: ...
+
+
+class DebugSampler:
+    """Keeps a `rate` share of debug events; never touches warn/error or any other level
+    (spec §4: job.*, *.succeeded and *.failed are never sampled — none of them is debug)."""
+
+    def __init__(self, rate: float = 1.0, draw: Callable[[], float] = random.random) -> None:
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"debug sampling rate must be between 0 and 1, got {rate}")
+        self.rate = rate
+        self._draw = draw
+
+    def keep(self, event: Event) -> bool:
+        if event.level is not Level.DEBUG or self.rate >= 1.0:
+            return True
+        if self._draw() >= self.rate:
+            return False
+        if event.fields is not None:
+            event.fields["sampling.rate"] = self.rate
+        return True
+
+
+class TelemetryPipeline:
+    def __init__(
+        self,
+        bus: EventBus,
+        sinks: Sequence[Sink],
+        *,
+        sampler: DebugSampler | None = None,
+        report_interval_s: float = DROP_REPORT_INTERVAL_S,
+    ) -> None:
+        self.bus = bus
+        self.sinks = list(sinks)
+        self.sampler = sampler or DebugSampler()
+        self._reported = {sink.name: 0 for sink in self.sinks}
+        self._stop = threading.Event()
+        self._reporter = threading.Thread(
+            target=self._report_loop, args=(report_interval_s,), name="flowscope-drops", daemon=True
+        )
+        self._unsubscribe = bus.subscribe(self)
+        self._reporter.start()
+
+    def __call__(self, event: Event) -> None:
+        if not self.sampler.keep(event):
+            return
+        if event.fields is None:
+            event.fields = {}
+        if "event.id" not in event.fields:
+            # Stamped once, before fan-out: every sink writes the same id for the same event.
+            event.fields["event.id"] = uuid7()
+        for sink in self.sinks:
+            sink.offer(event)
+
+    def report_drops(self) -> None:
+        """Emit a `telemetry.dropped` event for each sink that lost events since the last report."""
+        for sink in self.sinks:
+            total = sink.dropped
+            delta = total - self._reported.get(sink.name, 0)
+            if delta <= 0:
+                continue
+            self._reported[sink.name] = total
+            self.bus.emit(
+                Event(
+                    Action.TELEMETRY_DROPPED,
+                    f"sink {sink.name} dropped {delta} events",
+                    time.time_ns(),
+                    Level.WARN,
+                    {"telemetry.sink": sink.name, "telemetry.dropped": delta},
+                )
+            )
+
+    def _report_loop(self, interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            self.report_drops()
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stop taking events, report the last drops, and close every sink (flushing it)."""
+        self._stop.set()
+        self._reporter.join(timeout_s)
+        self.report_drops()  # still subscribed, sinks still open: the report gets written
+        self._unsubscribe()
+        for sink in self.sinks:
+            sink.close(timeout_s)

@@ -1,0 +1,1 @@
+"""Sinks: where events go (JSON lines, the local log store, metrics, traces, Fluentd)."""

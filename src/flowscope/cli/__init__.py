@@ -1,12 +1,14 @@
-"""The `flowscope` command line: `run` a workflow, list `nodes`."""
+"""The `flowscope` command line: `run` a workflow, list `nodes`, search `logs`, node `stats`,
+a job's `trace`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from flowscope import __version__
+from flowscope.cli.telemetry_options import add_telemetry_arguments
 
 DEFAULT_BASE_DIRECTORY = "./flowscope-data"
 
@@ -70,12 +72,70 @@ def _parser() -> argparse.ArgumentParser:
         help="list every node in the timing table (by default, past 30 nodes, the slowest 30)",
     )
     run.add_argument("--quiet", action="store_true", help="no live progress display")
+    add_telemetry_arguments(run)
 
     nodes = commands.add_parser("nodes", help="list the installed node types")
     common(nodes)
     nodes.add_argument("--json", action="store_true", help="print /object_info-shaped JSON")
     nodes.add_argument("--category", help="only nodes whose category starts with this")
+
+    _add_log_commands(commands, common)
     return parser
+
+
+def _add_log_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    """`logs`, `stats`, `trace`: read the local log store (BASE/logstore.db)."""
+
+    def window(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--since", metavar="T", help="only events since T: 15m, 2h, 1d, 1w or a date"
+        )
+        sub.add_argument("--until", metavar="T", help="only events before T (same forms)")
+
+    logs = commands.add_parser(
+        "logs",
+        help="search the local log store with KQL, or import JSON-lines logs",
+        usage="flowscope logs [QUERY] [--since T] [--until T] [--limit N] [--json] "
+        "[--base-directory DIR]\n"
+        "       flowscope logs import FILE [FILE ...]",
+        description='Search events with Kibana Query Language: field:value, field:"a phrase", '
+        "field:(a or b), and/or/not, parentheses, ranges (duration_ms > 500, "
+        "@timestamp >= now-1d), wildcards (node:KSampler*), field:* (exists); a bare word or "
+        '"phrase" searches message and error.message. Example: '
+        "flowscope logs 'workflow_id:wf-8a2f1e9b AND level:ERROR'. "
+        "`logs import FILE...` loads JSON-lines files (duplicates are skipped).",
+    )
+    common(logs)
+    logs.add_argument("query", nargs="?", default="", help="a KQL query (quote it)")
+    logs.add_argument("files", nargs="*", help=argparse.SUPPRESS)
+    window(logs)
+    logs.add_argument("--limit", type=int, default=50, metavar="N", help="at most N (default 50)")
+    logs.add_argument("--oldest-first", action="store_true", help="oldest events first")
+    logs.add_argument("--json", action="store_true", help="print JSON lines (one per event)")
+
+    stats = commands.add_parser(
+        "stats",
+        help="per-node-type statistics from the log store",
+        description="Per node type: executions, error rate, cache-hit rate, mean / p50 / p95 / "
+        "max duration.",
+    )
+    common(stats)
+    stats.add_argument("subject", choices=["nodes"], help="what to summarise")
+    window(stats)
+    stats.add_argument("--json", action="store_true", help="print JSON")
+
+    trace = commands.add_parser(
+        "trace",
+        help="draw a job's node waterfall from the log store",
+        description="One bar per node execution, placed and sized by time; cached and failed "
+        "nodes marked.",
+    )
+    common(trace)
+    trace.add_argument("job_id", metavar="JOB_ID", help="the job id (or a unique prefix of it)")
+    trace.add_argument("--json", action="store_true", help="print the timeline as JSON")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -88,6 +148,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from flowscope.cli.node_list import nodes_command
 
         return nodes_command(args)
+    if args.command in ("logs", "stats", "trace"):
+        from flowscope.cli import logs
+
+        command = {
+            "logs": logs.logs_command,
+            "stats": logs.stats_command,
+            "trace": logs.trace_command,
+        }[args.command]
+        return command(args)
     return 2
 
 

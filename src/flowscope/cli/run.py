@@ -21,12 +21,14 @@ from flowscope.cli.display import (
 )
 from flowscope.cli.overrides import OverrideError, apply_overrides, parse_override
 from flowscope.cli.startup import load_nodes
+from flowscope.cli.telemetry_options import telemetry_options
 from flowscope.engine import Executor, JobRequest, JobResult, cache_from_spec
 from flowscope.engine.gc_tuning import tune_collector
 from flowscope.graph.document import DocumentError, load_document
 from flowscope.graph.validation import validate_prompt
 from flowscope.storage.directories import Directories
 from flowscope.telemetry.bus import EventBus
+from flowscope.telemetry.setup import start_telemetry
 
 EXIT_FAILED = 1
 EXIT_INVALID = 2
@@ -47,6 +49,7 @@ def run_command(args: argparse.Namespace) -> int:
         document = _read_json(args.workflow)
         overrides = [parse_override(text) for text in args.overrides]
         cache = cache_from_spec(args.cache)
+        telemetry_config = telemetry_options(args, directories)
     except (OSError, ValueError) as exc:
         console.print(f"[bold red]error:[/] {exc}")
         return EXIT_INVALID
@@ -76,22 +79,33 @@ def run_command(args: argparse.Namespace) -> int:
     if loaded.workflow is not None:
         extra_data["extra_pnginfo"] = {"workflow": loaded.workflow}
     bus = EventBus()
-    executor = Executor(registry, bus=bus, cache=cache)
+    executor = Executor(registry, bus=bus, cache=cache, log_inputs=args.log_inputs)
+    try:
+        telemetry = start_telemetry(bus, telemetry_config)
+    except (OSError, ValueError) as exc:
+        console.print(f"[bold red]error:[/] cannot start telemetry: {exc}")
+        return EXIT_INVALID
     tune_collector()  # after loading: the code and node classes are long-lived
+    if telemetry.metrics_server is not None and not args.json:
+        console.print(f"metrics: {telemetry.metrics_server.url}", highlight=False)
 
+    live = not (args.quiet or args.json or args.log_console)
     result: JobResult | None = None
-    for _ in range(max(1, args.repeat)):
-        request = JobRequest(
-            prompt=validation.prompt,
-            outputs=validation.outputs,
-            extra_data=extra_data,
-            workflow_id=loaded.workflow_id,
-        )
-        result = _execute(executor, request, bus, console, live=not (args.quiet or args.json))
-        if not args.json:
-            console.print(timing_table(result, None if args.all_nodes else 30))
-        if result.status != "success":
-            break
+    try:
+        for _ in range(max(1, args.repeat)):
+            request = JobRequest(
+                prompt=validation.prompt,
+                outputs=validation.outputs,
+                extra_data=extra_data,
+                workflow_id=loaded.workflow_id,
+            )
+            result = _execute(executor, request, bus, console, live=live)
+            if not args.json:
+                console.print(timing_table(result, None if args.all_nodes else 30))
+            if result.status != "success":
+                break
+    finally:
+        telemetry.close()  # the event log and the log store are complete when we exit
     assert result is not None
 
     if args.json:

@@ -3,20 +3,38 @@ trace and span ids."""
 
 from __future__ import annotations
 
+import os
 import random
 import time
 
 _random = random.Random()  # not for secrets: ids only need to be unique
+# A forked worker would otherwise repeat its parent's random sequence, and so its ids.
+os.register_at_fork(after_in_child=_random.seed)
+
+_last_timestamp = 0  # the 60-bit (ms, sub-ms) timestamp of the last uuid7() in this process
 
 
 def uuid7() -> str:
-    """A UUIDv7 string: 48 bits of Unix milliseconds, then random bits (RFC 9562)."""
-    ms = time.time_ns() // 1_000_000
-    rand = _random.getrandbits(74)
-    value = (ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | (rand >> 62) << 64 | 0b10 << 62
-    value |= rand & 0x3FFF_FFFF_FFFF_FFFF
-    text = f"{value:032x}"
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    """A UUIDv7 string (RFC 9562): 48 bits of Unix milliseconds, 12 bits of sub-millisecond
+    time (§6.2 method 3), then 62 random bits.
+
+    Ids from one process sort in the order they were made, even within a millisecond or when
+    the clock steps back (the timestamp then advances by one tick instead of going back).
+    """
+    global _last_timestamp  # noqa: PLW0603 (one counter per process, on the hot path)
+    ms, sub_ms_ns = divmod(time.time_ns(), 1_000_000)
+    timestamp = ms << 12 | sub_ms_ns * 4096 // 1_000_000
+    if timestamp <= _last_timestamp:
+        timestamp = _last_timestamp + 1
+    _last_timestamp = timestamp
+    rand = _random.getrandbits(62)
+    return "%08x-%04x-7%03x-%04x-%012x" % (  # noqa: UP031 (the fastest way here)
+        timestamp >> 28,  # the 48-bit milliseconds: 32 bits, then 16
+        timestamp >> 12 & 0xFFFF,
+        timestamp & 0xFFF,  # version 7, then 12 bits of sub-millisecond time
+        0x8000 | rand >> 48,  # variant 0b10, then 62 random bits
+        rand & 0xFFFF_FFFF_FFFF,
+    )
 
 
 def new_trace_id() -> str:

@@ -30,9 +30,17 @@ class Sink(Protocol):
     def close(self, timeout_s: float = 5.0) -> None: ...
 
 
+# Spec §4: never sampled, whatever level they are emitted at.
+NEVER_SAMPLED = frozenset(
+    action
+    for action in Action
+    if action.value.startswith("job.") or action.value.endswith((".succeeded", ".failed"))
+)
+
+
 class DebugSampler:
-    """Keeps a `rate` share of debug events; never touches warn/error or any other level
-    (spec §4: job.*, *.succeeded and *.failed are never sampled — none of them is debug)."""
+    """Keeps a `rate` share of debug events; never touches warn/error or any other level, nor
+    the actions that spec §4 never samples (job.*, *.succeeded, *.failed) even at debug."""
 
     def __init__(self, rate: float = 1.0, draw: Callable[[], float] = random.random) -> None:
         if not 0.0 <= rate <= 1.0:
@@ -41,12 +49,13 @@ class DebugSampler:
         self._draw = draw
 
     def keep(self, event: Event) -> bool:
-        if event.level is not Level.DEBUG or self.rate >= 1.0:
+        if event.level is not Level.DEBUG or self.rate >= 1.0 or event.action in NEVER_SAMPLED:
             return True
         if self._draw() >= self.rate:
             return False
-        if event.fields is not None:
-            event.fields["sampling.rate"] = self.rate
+        if event.fields is None:
+            event.fields = {}
+        event.fields["sampling.rate"] = self.rate
         return True
 
 
@@ -62,7 +71,10 @@ class TelemetryPipeline:
         self.bus = bus
         self.sinks = list(sinks)
         self.sampler = sampler or DebugSampler()
-        self._reported = {sink.name: 0 for sink in self.sinks}
+        # Per sink position (two sinks may share a name): drops already reported, and offers
+        # that raised (a broken sink must not starve the sinks after it).
+        self._reported = [0] * len(self.sinks)
+        self._offer_errors = [0] * len(self.sinks)
         self._stop = threading.Event()
         self._reporter = threading.Thread(
             target=self._report_loop, args=(report_interval_s,), name="flowscope-drops", daemon=True
@@ -78,17 +90,20 @@ class TelemetryPipeline:
         if "event.id" not in event.fields:
             # Stamped once, before fan-out: every sink writes the same id for the same event.
             event.fields["event.id"] = uuid7()
-        for sink in self.sinks:
-            sink.offer(event)
+        for index, sink in enumerate(self.sinks):
+            try:
+                sink.offer(event)
+            except Exception:
+                self._offer_errors[index] += 1
 
     def report_drops(self) -> None:
         """Emit a `telemetry.dropped` event for each sink that lost events since the last report."""
-        for sink in self.sinks:
-            total = sink.dropped
-            delta = total - self._reported.get(sink.name, 0)
+        for index, sink in enumerate(self.sinks):
+            total = sink.dropped + self._offer_errors[index]
+            delta = total - self._reported[index]
             if delta <= 0:
                 continue
-            self._reported[sink.name] = total
+            self._reported[index] = total
             self.bus.emit(
                 Event(
                     Action.TELEMETRY_DROPPED,

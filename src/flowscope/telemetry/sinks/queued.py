@@ -22,18 +22,26 @@ class QueuedSink:
         capacity: int = 100_000,
         batch_size: int = 1_000,
         flush_interval_s: float = 0.2,
+        wake_at: int | None = None,
     ) -> None:
         self.name = name
         self.capacity = capacity
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
+        # The writer writes flush_interval_s after the first event of a burst arrives, or early
+        # once `wake_at` events wait. The default (a tenth of the queue) lets a burst, such as
+        # a job of many fast nodes, be written just after it instead of taking the GIL from it
+        # while it runs.
+        self.wake_at = wake_at if wake_at is not None else max(batch_size, capacity // 10)
         self.dropped = 0  # events lost: refused when full, or in a batch that failed to write
         self.written = 0
         self.last_error: str | None = None
         self._queue: deque[Event] = deque()
         self._busy = False
-        self._wake = threading.Event()
+        self._wake = threading.Event()  # write now: wake_at reached, wait_idle or close
+        self._arrived = threading.Event()  # the queue was empty and is not: start the clock
         self._closing = False
+        self._output_closed = False
         self._thread = threading.Thread(
             target=self._drain, name=f"flowscope-sink-{name}", daemon=True
         )
@@ -46,11 +54,18 @@ class QueuedSink:
         if self._closing or len(self._queue) >= self.capacity:
             self.dropped += 1
             return False
-        self._queue.append(event)
+        queue = self._queue
+        queue.append(event)
         if not self._started:
             self._start()
-        if len(self._queue) >= self.batch_size:
-            self._wake.set()
+        # Event.set() takes a lock, so it is called only when it changes something.
+        size = len(queue)
+        if size >= self.wake_at:
+            if not self._wake.is_set():
+                self._wake.set()
+                self._arrived.set()  # in case the thread is still waiting for a first event
+        elif size == 1 and not self._arrived.is_set():
+            self._arrived.set()
         return True
 
     def _start(self) -> None:
@@ -62,10 +77,16 @@ class QueuedSink:
     # -- the sink's thread --------------------------------------------------------------
     def _drain(self) -> None:
         while True:
-            self._wake.wait(self.flush_interval_s)
+            # Idle until an event arrives, then give its burst flush_interval_s to end (or
+            # until wake_at). The timeout on `_arrived` bounds the wait should two emitting
+            # threads both miss seeing the queue go from empty to one event.
+            if not self._wake.is_set() and self._arrived.wait(self.flush_interval_s):
+                self._arrived.clear()
+                self._wake.wait(self.flush_interval_s)
             self._wake.clear()
             self._write_pending()
             if self._closing and not self._queue:
+                self._close_output_once()
                 return
 
     def _write_pending(self) -> None:
@@ -98,7 +119,17 @@ class QueuedSink:
         """Called after each drained run of batches (e.g. to fsync or commit)."""
 
     def close_output(self) -> None:
-        """Release files and connections; called once, after the last batch."""
+        """Release files and connections; called once, after the last batch, on the thread that
+        wrote it (never while a batch is being written)."""
+
+    def _close_output_once(self) -> None:
+        if self._output_closed:
+            return
+        self._output_closed = True
+        try:
+            self.close_output()
+        except Exception as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
 
     # -- lifecycle ----------------------------------------------------------------------
     @property
@@ -110,6 +141,7 @@ class QueuedSink:
         deadline = time.monotonic() + timeout_s
         while (self._queue or self._busy) and time.monotonic() < deadline:
             self._wake.set()
+            self._arrived.set()
             time.sleep(0.005)
         return not (self._queue or self._busy)
 
@@ -118,7 +150,11 @@ class QueuedSink:
         self._closing = True
         if self._started:
             self._wake.set()
+            self._arrived.set()
+            # The sink's thread closes the output after its last batch. If it is still writing
+            # when the timeout expires, it finishes in the background: closing the output from
+            # here would pull the file or connection out from under a write in progress.
             self._thread.join(timeout_s)
         else:
             self._write_pending()
-        self.close_output()
+            self._close_output_once()

@@ -32,6 +32,9 @@ demo: venv
 
 bench: venv
 	$(BIN)/python benchmarks/engine.py
+	$(BIN)/python benchmarks/telemetry.py
+	$(BIN)/python benchmarks/logstore.py
+	$(BIN)/python benchmarks/forward.py
 
 clean:
 	rm -rf $(VENV) flowscope-data .pytest_cache .mypy_cache .ruff_cache

@@ -82,16 +82,18 @@ def logstore_sink(setting: Setting) -> Sink:
 
 
 def metrics_sink(setting: Setting) -> Sink:
+    from flowscope.telemetry.sinks.deferred import DeferredSink
     from flowscope.telemetry.sinks.metrics import MetricsSink
 
-    return MetricsSink()
+    # As start_telemetry() wires it: metric updates happen off the emitting thread.
+    return DeferredSink(MetricsSink())
 
 
 def traces_sink(setting: Setting) -> Sink:
     from flowscope.telemetry.sinks.traces import TraceSink
 
     # No OTLP endpoint: spans are built (the work) and not exported (no collector here).
-    return TraceSink(service=SERVICE)
+    return TraceSink(service=SERVICE, capacity=100_000)
 
 
 def forward_sink(setting: Setting) -> Sink:

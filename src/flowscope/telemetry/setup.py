@@ -100,7 +100,10 @@ def start_telemetry(bus: EventBus, options: TelemetryOptions) -> Telemetry:
     if options.traces_endpoint is not None or _otlp_configured():
         from flowscope.telemetry.sinks.traces import TraceSink
 
-        sinks.append(TraceSink(endpoint=options.traces_endpoint, service=service))
+        # A large queue also means a long job is not interrupted by span building mid-way.
+        sinks.append(
+            TraceSink(endpoint=options.traces_endpoint, service=service, capacity=100_000)
+        )
     if options.forward is not None:
         from flowscope.telemetry.forward import ForwardSink
 

@@ -235,3 +235,48 @@ def test_broken_pack_is_reported_and_others_still_load(
     assert "Prestartup times for custom nodes:" in err
     assert "(IMPORT FAILED)" in err
     assert "Cannot import" in err and "not_a_real_module_xyz" in err
+
+
+def test_run_writes_the_event_log_and_the_log_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_cli(capsys, "run", str(DEMO), "--base-directory", str(tmp_path), "--json")
+    assert code == 0, err
+    job_id = json.loads(out)["job_id"]
+    lines = (tmp_path / "logs" / "events.jsonl").read_text().splitlines()
+    documents = [json.loads(line) for line in lines]
+    assert {d["job.id"] for d in documents} == {job_id}
+    assert documents[0]["event.action"] == "job.started"
+    assert documents[-1]["event.action"] == "job.succeeded"
+    assert len({d["event.id"] for d in documents}) == len(documents)
+    assert all(d["service.name"] == "flowscope" for d in documents)
+
+    code, out, _ = run_cli(
+        capsys, "logs", f"job.id:{job_id} and event.action:node.succeeded", "--json",
+        "--base-directory", str(tmp_path),
+    )  # fmt: skip
+    assert code == 0
+    found = [json.loads(line) for line in out.splitlines()]  # JSON lines, newest first
+    assert {row["node.type"] for row in found} >= {"EmptyImage", "SaveImage", "PreviewAny"}
+
+
+def test_telemetry_outputs_can_be_switched_off(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run_cli(
+        capsys, "run", str(DEMO), "--base-directory", str(tmp_path), "--quiet",
+        "--no-log-file", "--no-logstore",
+    )  # fmt: skip
+    assert code == 0, err
+    assert not (tmp_path / "logs").exists()
+    assert not (tmp_path / "logstore.db").exists()
+
+
+def test_bad_forward_address_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run_cli(
+        capsys, "run", str(DEMO), "--base-directory", str(tmp_path), "--forward", "nohost"
+    )
+    assert code == 2
+    assert "expected HOST:PORT" in err

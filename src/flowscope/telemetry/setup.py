@@ -101,9 +101,7 @@ def start_telemetry(bus: EventBus, options: TelemetryOptions) -> Telemetry:
         from flowscope.telemetry.sinks.traces import TraceSink
 
         # A large queue also means a long job is not interrupted by span building mid-way.
-        sinks.append(
-            TraceSink(endpoint=options.traces_endpoint, service=service, capacity=100_000)
-        )
+        sinks.append(TraceSink(endpoint=options.traces_endpoint, service=service, capacity=100_000))
     if options.forward is not None:
         from flowscope.telemetry.forward import ForwardSink
 

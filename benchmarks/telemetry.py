@@ -170,12 +170,20 @@ def pipeline_with(
 
 
 def drain(pipeline: TelemetryPipeline, timeout_s: float = 120.0) -> float:
-    """Seconds until every queued sink has written what it was given."""
+    """Seconds until every sink has finished with what it was given: written it, and for the
+    shipping sinks also delivered it (forward acks, exported spans), whose threads otherwise
+    keep working into the next measurement."""
     start = time.perf_counter()
     for sink in pipeline.sinks:
         wait_idle = getattr(sink, "wait_idle", None)
         if wait_idle is not None:
             wait_idle(timeout_s)
+        wait_delivered = getattr(sink, "wait_delivered", None)  # the forward sink
+        if wait_delivered is not None:
+            wait_delivered(timeout_s)
+        force_flush = getattr(sink, "force_flush", None)  # the trace sink's span exporter
+        if force_flush is not None:
+            force_flush(timeout_s)
     return time.perf_counter() - start
 
 

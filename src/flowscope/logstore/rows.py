@@ -87,6 +87,33 @@ _CACHED = _INDEX["cached"]
 _FIRST_KEYS = ("log.level", "message", "event.action")
 
 
+# Where each field name goes, decided once per name: a typed column's slot, or the context
+# (service.*, host.*), or the `extra` JSON. Bounded: unusual producers may invent many names.
+_CONTEXT_ROUTE = (-1, None, False)
+_EXTRA_ROUTE = (-2, None, False)
+_ROUTES: dict[str, tuple[int, Callable[[Any], bool] | None, bool]] = {}
+_MAX_ROUTES = 10_000
+
+
+def _route(key: str) -> tuple[int, Callable[[Any], bool] | None, bool]:
+    route = _ROUTES.get(key)
+    if route is None:
+        slot = _SLOTS.get(key)
+        if slot is not None:
+            route = slot
+        elif key.startswith(CONTEXT_PREFIXES):
+            route = _CONTEXT_ROUTE
+        else:
+            route = _EXTRA_ROUTE
+        if len(_ROUTES) < _MAX_ROUTES:
+            _ROUTES[key] = route
+    return route
+
+
+def _has_nested(fields: Mapping[str, Any]) -> bool:
+    return any(type(value) is dict and key not in OBJECT_FIELDS for key, value in fields.items())
+
+
 def flatten(fields: Mapping[str, Any]) -> dict[str, Any]:
     """Dotted keys all the way down, except below the data-keyed objects (node.inputs...)."""
     if not any(type(v) is dict and k not in OBJECT_FIELDS for k, v in fields.items()):
@@ -121,11 +148,13 @@ def build_row(
     row[_INDEX["message"]] = message if isinstance(message, str) else None
     extra: dict[str, Any] = {}
     context: dict[str, Any] = {}
-    for key, value in flatten(fields).items():
-        slot = _SLOTS.get(key)
-        if slot is not None and slot[1](value):
-            row[slot[0]] = value.lower() if slot[2] else value
-        elif key.startswith(CONTEXT_PREFIXES):
+    # Events from the bus are flat already (dotted keys): skip the copy that flatten() makes.
+    items = flatten(fields).items() if _has_nested(fields) else fields.items()
+    for key, value in items:
+        index, accepts, lower = _ROUTES.get(key) or _route(key)
+        if accepts is not None and accepts(value):
+            row[index] = value.lower() if lower else value
+        elif index == _CONTEXT_ROUTE[0]:
             context[key] = value
         elif value is not None:
             extra[key] = value

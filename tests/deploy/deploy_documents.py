@@ -9,19 +9,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import testing_nodes
+
 from flowscope.engine import Executor, JobRequest
 from flowscope.engine.memory import MemoryProbe
 from flowscope.graph.validation import validate_prompt
-from flowscope.nodes import ExecutionBlocker, NodeRegistry, ProgressBar
-from flowscope.nodes.graph_builder import GraphBuilder
+from flowscope.nodes import NodeRegistry
 from flowscope.telemetry import EventBus
 from flowscope.telemetry.document import ServiceInfo
 from flowscope.telemetry.pipeline import DebugSampler, TelemetryPipeline
+from flowscope.telemetry.setup import DEFAULT_LOG_FILE
 from flowscope.telemetry.sinks.jsonlines import JsonLinesSink
 
-# Where flowscope writes its JSON lines, relative to the base directory (spec/telemetry.md §3,
-# ARCHITECTURE.md "Data on disk"); the collectors' tail paths must point here.
-LOG_FILE = Path("logs") / "events.jsonl"
+# Where flowscope writes its JSON lines, relative to the base directory; the collectors' tail
+# paths must point here.
+LOG_FILE = DEFAULT_LOG_FILE
 ENVIRONMENT = "prod"
 
 
@@ -45,103 +47,13 @@ class DeployConstant:
         return (seed,)
 
 
-class DeployAdd:
-    @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
-        return {"required": {"a": ("INT", {"default": 0}), "b": ("INT", {"default": 1})}}
-
-    RETURN_TYPES = ("INT",)
-    FUNCTION = "add"
-
-    def add(self, a: int, b: int) -> tuple[int]:
-        return (a + b,)
-
-
-class DeploySteps:
-    """Reports progress (node.progress events)."""
-
-    @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
-        return {"required": {"value": ("INT",), "steps": ("INT", {"default": 4})}}
-
-    RETURN_TYPES = ("INT",)
-    FUNCTION = "run"
-
-    def run(self, value: int, steps: int) -> tuple[int]:
-        bar = ProgressBar(steps)
-        for _ in range(steps):
-            bar.update(1)
-        return (value,)
-
-
-class DeployExpand:
-    """Expands into a chain of DeployAdd nodes (node.expanded)."""
-
-    @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
-        return {"required": {"value": ("INT",), "times": ("INT", {"default": 2})}}
-
-    RETURN_TYPES = ("INT",)
-    FUNCTION = "expand"
-
-    def expand(self, value: int, times: int) -> dict[str, Any]:
-        graph = GraphBuilder()
-        last: Any = value
-        for _ in range(times):
-            last = graph.node("DeployAdd", a=last, b=1).out(0)
-        return {"result": (last,), "expand": graph.finalize()}
-
-
-class DeployGate:
-    """Blocks what consumes it, with a message (node.blocked at warn level)."""
-
-    @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
-        return {"required": {"value": ("INT",), "message": ("STRING", {"default": "closed"})}}
-
-    RETURN_TYPES = ("INT",)
-    FUNCTION = "gate"
-
-    def gate(self, value: int, message: str) -> tuple[Any]:
-        return (ExecutionBlocker(message),)
-
-
-class DeployFail:
-    @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
-        return {"required": {"value": ("INT",)}}
-
-    RETURN_TYPES = ("INT",)
-    FUNCTION = "fail"
-
-    def fail(self, value: int) -> tuple[int]:
-        raise ValueError(f"sampler diverged at seed {value}")
-
-
-class DeployShow:
-    @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
-        return {"required": {"value": ("INT",)}}
-
-    RETURN_TYPES = ()
-    FUNCTION = "show"
-    OUTPUT_NODE = True
-
-    def show(self, value: int) -> dict[str, Any]:
-        return {"ui": {"value": [value]}}
-
-
+# The rest of the job is the shared test node pack (tests/support/testing_nodes.py).
 NODE_CLASS_MAPPINGS: dict[str, type] = {
-    cls.__name__: cls
-    for cls in (
-        DeployConstant,
-        DeployAdd,
-        DeploySteps,
-        DeployExpand,
-        DeployGate,
-        DeployFail,
-        DeployShow,
-    )
+    "DeployConstant": DeployConstant,
+    **{
+        name: testing_nodes.NODE_CLASS_MAPPINGS[name]
+        for name in ("AddInt", "Steps", "Repeat", "Gate", "Fail", "Collect")
+    },
 }
 
 _CONSTANT = {
@@ -157,19 +69,25 @@ _CONSTANT = {
 SUCCEEDING_JOB = {
     "1": _CONSTANT,
     "2": {
-        "class_type": "DeploySteps",
-        "inputs": {"value": ["1", 0], "steps": 4},
+        "class_type": "Steps",  # node.progress events
+        "inputs": {"steps": 4, "delay": 0.0},
         "_meta": {"title": "Sampler (hi-res pass)"},
     },
-    "3": {"class_type": "DeployExpand", "inputs": {"value": ["2", 0], "times": 2}},
-    "4": {"class_type": "DeployShow", "inputs": {"value": ["3", 0]}},
-    "5": {"class_type": "DeployGate", "inputs": {"value": ["1", 0], "message": "gate closed"}},
-    "6": {"class_type": "DeployShow", "inputs": {"value": ["5", 0]}},
+    "3": {"class_type": "Repeat", "inputs": {"value": ["2", 0], "times": 2}},  # node.expanded
+    "4": {"class_type": "Collect", "inputs": {"value": ["3", 0]}},
+    "5": {  # blocks what consumes it, with a message: node.blocked at warn level
+        "class_type": "Gate",
+        "inputs": {"value": ["1", 0], "open": False, "message": "gate closed"},
+    },
+    "6": {"class_type": "Collect", "inputs": {"value": ["5", 0]}},
 }
 FAILING_JOB = {
     "1": _CONSTANT,
-    "2": {"class_type": "DeployFail", "inputs": {"value": ["1", 0]}},
-    "3": {"class_type": "DeployShow", "inputs": {"value": ["2", 0]}},
+    "2": {
+        "class_type": "Fail",
+        "inputs": {"value": ["1", 0], "message": "sampler diverged at seed 42"},
+    },
+    "3": {"class_type": "Collect", "inputs": {"value": ["2", 0]}},
 }
 
 

@@ -315,7 +315,7 @@ class _RecordingCache(ClassicCache):
 
 _SIGNATURE_SCRIPT = """
 import json, sys
-sys.path.insert(0, {tests!r})
+sys.path[:0] = {paths!r}
 from engine_harness import Engine
 import testing_nodes
 from test_cache import _RecordingCache, _keyed_prompt
@@ -354,8 +354,9 @@ def test_signatures_are_stable_across_processes() -> None:
     here = _RecordingCache()
     Engine(cache=here).run(_keyed_prompt())
     assert len(set(here.keys)) == 8
-    tests = str(Path(__file__).parent)
-    script = textwrap.dedent(_SIGNATURE_SCRIPT).format(tests=tests)
+    here_dir = Path(__file__).parent
+    paths = [str(here_dir), str(here_dir.parent / "support")]
+    script = textwrap.dedent(_SIGNATURE_SCRIPT).format(paths=paths)
     # Another interpreter, with another hash seed: only canonical encodings go into the keys.
     done = subprocess.run(
         [sys.executable, "-c", script],

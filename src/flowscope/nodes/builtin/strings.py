@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 CATEGORY = "utils/string"
 
@@ -93,7 +94,12 @@ class StringLength:
 
 
 class CaseConverter:
-    MODES = ("UPPERCASE", "lowercase", "Capitalize", "Title Case")
+    MODES: ClassVar[dict[str, Callable[[str], str]]] = {
+        "UPPERCASE": str.upper,
+        "lowercase": str.lower,
+        "Capitalize": str.capitalize,
+        "Title Case": str.title,
+    }
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -104,19 +110,16 @@ class CaseConverter:
     CATEGORY = CATEGORY
 
     def execute(self, string: str, mode: str) -> tuple[str]:
-        if mode == "UPPERCASE":
-            return (string.upper(),)
-        if mode == "lowercase":
-            return (string.lower(),)
-        if mode == "Capitalize":
-            return (string.capitalize(),)
-        if mode == "Title Case":
-            return (string.title(),)
-        return (string,)
+        convert = self.MODES.get(mode)
+        return (convert(string) if convert is not None else string,)
 
 
 class StringTrim:
-    MODES = ("Both", "Left", "Right")
+    MODES: ClassVar[dict[str, Callable[[str], str]]] = {
+        "Both": str.strip,
+        "Left": str.lstrip,
+        "Right": str.rstrip,
+    }
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -127,13 +130,8 @@ class StringTrim:
     CATEGORY = CATEGORY
 
     def execute(self, string: str, mode: str) -> tuple[str]:
-        if mode == "Both":
-            return (string.strip(),)
-        if mode == "Left":
-            return (string.lstrip(),)
-        if mode == "Right":
-            return (string.rstrip(),)
-        return (string,)
+        trim = self.MODES.get(mode)
+        return (trim(string) if trim is not None else string,)
 
 
 class StringReplace:

@@ -7,7 +7,7 @@ engine read only this shape, so `graph` never imports node code.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 COMBO = "COMBO"
@@ -63,7 +63,6 @@ class NodeSchema:
     is_output: bool
     input_is_list: bool
     custom_validation: CustomValidation | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 def parse_input(name: str, declaration: Any, required: bool) -> InputSpec:

@@ -110,10 +110,6 @@ def has_hidden(schema: NodeSchema, kind: str) -> bool:
     return kind in schema.hidden.values()
 
 
-def has_fingerprint(cls: type) -> bool:
-    return callable(getattr(cls, "IS_CHANGED", None))
-
-
 def node_info(class_type: str, cls: type, display_name: str, python_module: str) -> dict[str, Any]:
     """One `/object_info` entry, exactly as ComfyUI shapes it."""
     declared = input_types(cls)

@@ -1,10 +1,11 @@
-# flowscope: `make test` sets up and runs every check; `make demo` runs an example workflow.
+# flowscope: `make serve` sets up and starts the server with the editor on http://127.0.0.1:8188;
+# `make test` sets up and runs every check; `make demo` runs an example workflow.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint typecheck pytest demo bench clean
+.PHONY: venv serve test lint typecheck pytest demo bench clean
 
 venv: $(STAMP)
 
@@ -27,6 +28,9 @@ pytest: venv
 
 test: lint typecheck pytest
 
+serve: venv
+	$(BIN)/flowscope serve --base-directory ./flowscope-data
+
 demo: venv
 	$(BIN)/flowscope run examples/demo.json --base-directory ./flowscope-data
 
@@ -35,6 +39,7 @@ bench: venv
 	$(BIN)/python benchmarks/telemetry.py
 	$(BIN)/python benchmarks/logstore.py
 	$(BIN)/python benchmarks/forward.py
+	$(BIN)/python benchmarks/server.py
 
 clean:
 	rm -rf $(VENV) flowscope-data .pytest_cache .mypy_cache .ruff_cache

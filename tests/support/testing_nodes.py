@@ -431,6 +431,26 @@ class PreviewSteps:
         return (steps,)
 
 
+class PicturePreview:
+    """Progress with a real image preview (a PIL image, ComfyUI's previewer tuple) per step."""
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {"steps": ("INT", {"default": 2}), "size": ("INT", {"default": 16})}}
+
+    RETURN_TYPES = ("INT",)
+    FUNCTION = "run"
+
+    def run(self, steps: int, size: int) -> tuple[int]:
+        from PIL import Image
+
+        bar = ProgressBar(steps)
+        for step in range(1, steps + 1):
+            image = Image.new("RGB", (size, size), (step * 40 % 256, 0, 0))
+            bar.update_absolute(step, steps, ("PNG", image, 512))
+        return (steps,)
+
+
 class UntilInterrupted:
     """Reports progress every millisecond until interrupted (gives up after `seconds`)."""
 
@@ -770,6 +790,7 @@ NODE_CLASS_MAPPINGS: dict[str, type] = {
     cls.__name__: cls
     for cls in (
         StubInt,
+        PicturePreview,
         AddInt,
         Collect,
         Fail,

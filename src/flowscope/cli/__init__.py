@@ -74,6 +74,24 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no live progress display")
     add_telemetry_arguments(run)
 
+    from flowscope.cli.serve import add_serve_arguments, add_worker_arguments
+
+    serve = commands.add_parser(
+        "serve",
+        help="start the ComfyUI-compatible server with the editor (http://127.0.0.1:8188)",
+        description="Serve the ComfyUI HTTP + WebSocket API and the official editor, with a "
+        "durable job queue and history, /metrics, /healthz and /readyz.",
+    )
+    common(serve)
+    add_serve_arguments(serve)
+    worker = commands.add_parser(
+        "worker",
+        help="execute jobs from the job store in this process (next to `flowscope serve`)",
+        description="Take jobs from the same job store as a server and execute them here.",
+    )
+    common(worker)
+    add_worker_arguments(worker)
+
     nodes = commands.add_parser("nodes", help="list the installed node types")
     common(nodes)
     nodes.add_argument("--json", action="store_true", help="print /object_info-shaped JSON")
@@ -144,6 +162,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from flowscope.cli.run import run_command
 
         return run_command(args)
+    if args.command in ("serve", "worker"):
+        from flowscope.cli import serve
+
+        return serve.serve_command(args) if args.command == "serve" else serve.worker_command(args)
     if args.command == "nodes":
         from flowscope.cli.node_list import nodes_command
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
 from rich.console import Console
 
 from flowscope.nodes.catalog import load_catalog
@@ -15,12 +18,22 @@ from flowscope.storage.directories import Directories
 
 
 def load_nodes(
-    directories: Directories, console: Console, *, save_metadata: bool = True, quiet: bool = False
+    directories: Directories,
+    console: Console,
+    *,
+    save_metadata: bool = True,
+    quiet: bool = False,
+    extra_custom_node_folders: Sequence[Path] = (),
 ) -> NodeRegistry:
     """Run prestartup scripts and load every node pack, reporting each pack's time and errors
     (failed packs are reported with their traceback; the others load regardless)."""
-    prestartup = run_prestartup_scripts([directories.custom_nodes])
-    registry, packs = load_catalog(directories, save_metadata=save_metadata)
+    folders = [directories.custom_nodes, *extra_custom_node_folders]
+    prestartup = run_prestartup_scripts(folders)
+    registry, packs = load_catalog(
+        directories,
+        save_metadata=save_metadata,
+        extra_custom_node_folders=extra_custom_node_folders,
+    )
     if not quiet:
         if prestartup:
             console.print(format_prestartup_times(prestartup), highlight=False)

@@ -4,6 +4,7 @@ cache, node instances, the interrupt flag)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -45,17 +46,27 @@ class Executor:
         self.objects: dict[tuple[str, str], Any] = {}
         self.interrupt_flag = InterruptFlag()
         self.running_job_id: str | None = None
+        self._loops = threading.local()
 
     def execute(self, request: JobRequest) -> JobResult:
-        """Run one job to completion in a fresh event loop (call from a worker thread)."""
+        """Run one job to completion on this thread's event loop (call from a worker thread)."""
         # Not asyncio.run(): on exit it re-reads the SIGINT handler, whose repr drags in the
-        # finished task's whole JobResult (55 ms for a 10,000-node job).
-        loop = asyncio.new_event_loop()
+        # finished task's whole JobResult (55 ms for a 10,000-node job). And one loop per thread,
+        # kept between jobs: creating a loop (selector, self-pipe) costs more than a small job.
+        loop = getattr(self._loops, "loop", None)
+        if loop is None or loop.is_closed():
+            loop = self._loops.loop = asyncio.new_event_loop()
         try:
             return loop.run_until_complete(self.execute_async(request))
         finally:
             loop.run_until_complete(loop.shutdown_asyncgens())
+
+    def close(self) -> None:
+        """Close the calling thread's event loop (the executor stays usable: a new one opens)."""
+        loop = getattr(self._loops, "loop", None)
+        if loop is not None:
             loop.close()
+            self._loops.loop = None
 
     async def execute_async(self, request: JobRequest) -> JobResult:
         self.interrupt_flag.clear()

@@ -90,6 +90,13 @@ _EXTRA: dict[str, Kind] = {
     "sampling.rate": Kind.FLOAT,
     "telemetry.sink": Kind.KEYWORD,
     "telemetry.dropped": Kind.LONG,
+    # The server: one http.request event per request, and the job store's queue events.
+    "http.request.method": Kind.KEYWORD,
+    "url.path": Kind.KEYWORD,
+    "http.response.status_code": Kind.LONG,
+    "client.address": Kind.KEYWORD,
+    "job.priority": Kind.FLOAT,
+    "worker.id": Kind.KEYWORD,
 }
 
 # The same for every event of one process: stored once per distinct combination.

@@ -40,6 +40,7 @@ class Action(StrEnum):
     OUTPUT_UPLOADED = "output.uploaded"
     WORKER_STARTED = "worker.started"
     WORKER_STOPPED = "worker.stopped"
+    HTTP_REQUEST = "http.request"
     TELEMETRY_DROPPED = "telemetry.dropped"
 
 

@@ -1,0 +1,280 @@
+"""`flowscope serve`: the ComfyUI-compatible server with the editor, and `flowscope worker`: an
+executor in its own process against the same job store."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+
+from flowscope.cli.display import make_console
+from flowscope.cli.telemetry_options import add_telemetry_arguments, telemetry_options
+from flowscope.server.settings import DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT, ServerSettings
+from flowscope.storage.directories import Directories
+
+EXIT_FAILED = 1
+ALL_INTERFACES = "0.0.0.0,::"
+
+
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    """ComfyUI's flags where they apply, with the same names and defaults."""
+    parser.add_argument("--output-directory", help="where SaveImage writes (default BASE/output)")
+    parser.add_argument("--input-directory", help="uploads and LoadImage (default BASE/input)")
+    parser.add_argument("--temp-directory", help="previews; wiped at start (default BASE/temp)")
+    parser.add_argument("--user-directory", help="settings and saved workflows (default BASE/user)")
+    parser.add_argument(
+        "--extra-model-paths-config",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="an extra_model_paths.yaml in ComfyUI's format (repeatable)",
+    )
+    cache = parser.add_mutually_exclusive_group()
+    cache.add_argument("--cache-lru", type=int, metavar="N", help="keep the last N node results")
+    cache.add_argument("--cache-none", action="store_true", help="cache no node results")
+    cache.add_argument(
+        "--cache-ram", type=float, nargs="?", const=4.0, metavar="GB", help="evict at this RAM"
+    )
+    parser.add_argument(
+        "--disable-metadata", action="store_true", help="do not embed the workflow in PNGs"
+    )
+    parser.add_argument("--cpu", action="store_true", help="run models on the CPU only")
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--listen",
+        nargs="?",
+        const=ALL_INTERFACES,
+        default="127.0.0.1",
+        metavar="HOSTS",
+        help="address(es) to bind, comma-separated (default 127.0.0.1; a bare --listen "
+        "binds every interface)",
+    )
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="default 8188")
+    add_server_arguments(parser)
+    parser.add_argument(
+        "--max-upload-size",
+        type=float,
+        default=DEFAULT_MAX_UPLOAD_MB,
+        metavar="MB",
+        help=f"largest request body (default {DEFAULT_MAX_UPLOAD_MB})",
+    )
+    parser.add_argument(
+        "--enable-cors-header",
+        nargs="?",
+        const="*",
+        metavar="ORIGIN",
+        help="send CORS headers for ORIGIN (default *) instead of refusing cross-origin "
+        "requests to a loopback server",
+    )
+    parser.add_argument("--tls-keyfile", help="serve HTTPS with this key (with --tls-certfile)")
+    parser.add_argument("--tls-certfile", help="serve HTTPS with this certificate")
+    parser.add_argument(
+        "--multi-user", action="store_true", help="per-user settings and workflows (Comfy-User)"
+    )
+    parser.add_argument("--front-end-root", help="serve this editor build instead of the package")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="executor workers in this process (default 1; 0 when only `flowscope worker` "
+        "processes execute)",
+    )
+    parser.add_argument(
+        "--database-url", help="the job store (default sqlite:///BASE/flowscope.db)"
+    )
+    parser.add_argument(
+        "--ready-max-queue",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="/readyz answers 503 once N jobs wait (default 10000)",
+    )
+    add_telemetry_arguments(parser)
+
+
+def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
+    add_server_arguments(parser)
+    parser.add_argument(
+        "--database-url", help="the job store (default sqlite:///BASE/flowscope.db)"
+    )
+    add_telemetry_arguments(parser)
+
+
+def cache_spec(args: argparse.Namespace) -> str:
+    if args.cache_none:
+        return "none"
+    if args.cache_lru is not None:
+        return f"lru {args.cache_lru}"
+    if args.cache_ram is not None:
+        return f"ram {args.cache_ram}"
+    return "classic"
+
+
+def _directories(args: argparse.Namespace) -> Directories:
+    return Directories.under(
+        args.base_directory,
+        input=args.input_directory,
+        output=args.output_directory,
+        temp=args.temp_directory,
+        user=args.user_directory,
+    )
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from flowscope.cli.startup import load_nodes
+    from flowscope.engine.gc_tuning import tune_collector
+    from flowscope.models import ModelFolders
+    from flowscope.server.runtime import build_runtime
+
+    console = make_console(stderr=True)
+    if bool(args.tls_keyfile) != bool(args.tls_certfile):
+        console.print("[bold red]error:[/] --tls-keyfile and --tls-certfile go together")
+        return EXIT_FAILED
+    directories = _directories(args)
+    settings = ServerSettings(
+        host=args.listen,
+        port=args.port,
+        max_upload_size=int(args.max_upload_size * 1024 * 1024),
+        cors_origin=args.enable_cors_header,
+        multi_user=args.multi_user,
+        disable_metadata=args.disable_metadata,
+        front_end_root=Path(args.front_end_root) if args.front_end_root else None,
+        ready_max_queue=args.ready_max_queue,
+        workers=args.workers,
+        extra_model_paths=tuple(Path(p) for p in args.extra_model_paths_config),
+    )
+    try:
+        sockets = _bind(settings.host, settings.port)
+    except OSError as exc:
+        console.print(
+            f"[bold red]error:[/] cannot listen on {settings.host}:{settings.port}: "
+            f"{exc.strerror or exc}; is another server running there? (use --port)"
+        )
+        return EXIT_FAILED
+    try:
+        directories.ensure()
+        options = telemetry_options(args, directories)
+        model_folders = ModelFolders.from_directories(directories, settings.extra_model_paths)
+        registry = load_nodes(
+            directories,
+            console,
+            save_metadata=not settings.disable_metadata,
+            extra_custom_node_folders=model_folders.extra_custom_node_folders,
+        )
+        runtime = build_runtime(
+            settings,
+            directories,
+            registry=registry,
+            telemetry=options,
+            database_url=args.database_url,
+            cache=cache_spec(args),
+            log_inputs=args.log_inputs,
+        )
+    except (OSError, ValueError) as exc:
+        for sock in sockets:
+            sock.close()
+        console.print(f"[bold red]error:[/] {exc}")
+        return EXIT_FAILED
+    tune_collector()
+    if runtime.recovered:
+        console.print(f"recovered {len(runtime.recovered)} job(s) left running by a stopped server")
+    scheme = "https" if args.tls_certfile else "http"
+    config = uvicorn.Config(
+        runtime.app,
+        log_level="warning",
+        access_log=False,  # every request is an http.request event instead
+        ssl_keyfile=args.tls_keyfile,
+        ssl_certfile=args.tls_certfile,
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    runtime.start_workers()
+    for sock in sockets:
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        console.print(f"flowscope is serving on {scheme}://{shown}:{port}", highlight=False)
+    # uvicorn handles SIGTERM / SIGINT while it serves, then restores the previous handlers and
+    # re-raises the signal; with Python's default handlers that would kill the process before
+    # the workers stop and telemetry is flushed. These handlers make the re-raise harmless.
+    stopping: list[int] = []
+    for handled in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(handled, lambda signum, _frame: stopping.append(signum))
+    try:
+        server.run(sockets=sockets)
+    finally:
+        # uvicorn has stopped on SIGTERM / SIGINT: finish (or interrupt) the running job, flush
+        # the event log and the log store.
+        runtime.stop()
+    return 0
+
+
+def _bind(hosts: str, port: int) -> list[socket.socket]:
+    sockets: list[socket.socket] = []
+    try:
+        for host in (h.strip() for h in hosts.split(",") if h.strip()):
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            sock = socket.create_server(
+                (host.strip("[]"), port), family=family, reuse_port=False, dualstack_ipv6=False
+            )
+            sock.set_inheritable(True)
+            sockets.append(sock)
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def worker_command(args: argparse.Namespace) -> int:
+    from flowscope.cli.startup import load_nodes
+    from flowscope.engine import Executor, cache_from_spec
+    from flowscope.engine.gc_tuning import tune_collector
+    from flowscope.jobs.leases import make_worker_id
+    from flowscope.jobs.store import JobStore
+    from flowscope.jobs.worker import Worker
+    from flowscope.server.runtime import default_database_url
+    from flowscope.telemetry.bus import EventBus
+    from flowscope.telemetry.setup import start_telemetry
+
+    console = make_console(stderr=True)
+    directories = _directories(args)
+    directories.ensure()
+    try:
+        options = telemetry_options(args, directories)
+    except ValueError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        return EXIT_FAILED
+    registry = load_nodes(directories, console, save_metadata=not args.disable_metadata)
+    bus = EventBus()
+    telemetry = start_telemetry(bus, options)
+    store = JobStore(args.database_url or default_database_url(directories), bus=bus)
+    executor = Executor(
+        registry, bus=bus, cache=cache_from_spec(cache_spec(args)), log_inputs=args.log_inputs
+    )
+    worker = Worker(store, executor, registry, worker_id=make_worker_id(0), bus=bus)
+    tune_collector()
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    console.print(f"flowscope worker {worker.worker_id} is taking jobs from {store.url}")
+    worker.start()
+    try:
+        while not stop.wait(0.5) and worker.alive:
+            pass
+    finally:
+        worker.stop(10.0)
+        store.close()
+        telemetry.close()
+    return 0

@@ -1,0 +1,1 @@
+"""The job store's schema revisions, oldest first."""

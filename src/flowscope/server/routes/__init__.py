@@ -1,0 +1,1 @@
+"""One router per area of the API; `flowscope.server.app` registers them."""

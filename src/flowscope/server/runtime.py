@@ -1,0 +1,142 @@
+"""Assembling a running server from its options: folders, node packs, telemetry, the job store,
+the WebSocket hub, the workers and the app. `flowscope serve`, the tests and the benchmarks all
+start a server through `build_runtime`."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from flowscope.engine import Executor, cache_from_spec
+from flowscope.engine.reporting import LogInputs
+from flowscope.jobs.leases import make_worker_id
+from flowscope.jobs.model import JobOutcome, QueuedJob
+from flowscope.jobs.store import JobStore
+from flowscope.jobs.worker import Worker
+from flowscope.models import ModelFolders
+from flowscope.nodes.catalog import load_catalog
+from flowscope.nodes.registry import NodeRegistry
+from flowscope.server.app import create_app
+from flowscope.server.context import ServerContext
+from flowscope.server.messages import ExecutionMessages
+from flowscope.server.settings import ServerSettings
+from flowscope.server.websocket import WebSocketHub
+from flowscope.storage.directories import Directories
+from flowscope.telemetry.bus import EventBus
+from flowscope.telemetry.setup import Telemetry, TelemetryOptions, start_telemetry
+
+DATABASE_FILENAME = "flowscope.db"
+
+
+def default_database_url(directories: Directories) -> str:
+    return f"sqlite:///{directories.base / DATABASE_FILENAME}"
+
+
+class ServerListener:
+    """What the server does when a worker starts or finishes a job: the WebSocket messages and
+    the queue metrics."""
+
+    def __init__(self, messages: ExecutionMessages, telemetry: Telemetry | None) -> None:
+        self.messages = messages
+        self.telemetry = telemetry
+
+    def job_started(self, job: QueuedJob) -> None:
+        if self.telemetry is not None:
+            waited = max(0.0, time.time() - job.created_at_ms / 1000)
+            self.telemetry.metrics.observe_queue_wait(waited, job.trace_id)
+        self.messages.job_started(job)
+
+    def job_finished(self, job: QueuedJob, outcome: JobOutcome) -> None:
+        self.messages.job_finished(job, outcome)
+
+
+@dataclass
+class ServerRuntime:
+    ctx: ServerContext
+    app: FastAPI
+    messages: ExecutionMessages
+    recovered: list[str] = field(default_factory=list)
+
+    def start_workers(self) -> None:
+        for worker in self.ctx.workers:
+            worker.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Graceful: stop taking jobs, let the running one finish (interrupting it at the
+        deadline), flush telemetry, close the store."""
+        for worker in self.ctx.workers:
+            worker.stop(timeout_s)
+        self.messages.close()
+        self.ctx.store.close()
+        if self.ctx.telemetry is not None:
+            self.ctx.telemetry.close()
+        shutil.rmtree(self.ctx.directories.temp, ignore_errors=True)
+
+
+def build_runtime(
+    settings: ServerSettings,
+    directories: Directories,
+    *,
+    registry: NodeRegistry | None = None,
+    telemetry: TelemetryOptions | None = None,
+    database_url: str | None = None,
+    cache: str = "classic",
+    log_inputs: LogInputs = "preview",
+    lease_s: float = 30.0,
+    logstore_path: Path | None = None,
+) -> ServerRuntime:
+    # ComfyUI's temp folder holds previews of the last session only.
+    shutil.rmtree(directories.temp, ignore_errors=True)
+    directories.ensure()
+    model_folders = ModelFolders.from_directories(directories, settings.extra_model_paths)
+    if registry is None:
+        registry, _packs = load_catalog(
+            directories,
+            save_metadata=not settings.disable_metadata,
+            extra_custom_node_folders=model_folders.extra_custom_node_folders,
+        )
+    bus = EventBus()
+    running_telemetry = start_telemetry(bus, telemetry) if telemetry is not None else None
+    store = JobStore(database_url or default_database_url(directories), bus=bus)
+    recovered = store.recover()
+    hub = WebSocketHub(
+        queue_remaining=store.queue_remaining,
+        server_flags={
+            "supports_preview_metadata": True,
+            "max_upload_size": settings.max_upload_size,
+        },
+    )
+    messages = ExecutionMessages(hub, preview_size=settings.preview_size)
+    messages.attach(bus)
+    listener = ServerListener(messages, running_telemetry)
+    workers = [
+        Worker(
+            store,
+            Executor(registry, bus=bus, cache=cache_from_spec(cache), log_inputs=log_inputs),
+            registry,
+            worker_id=make_worker_id(index),
+            bus=bus,
+            listener=listener,
+            lease_s=lease_s,
+        )
+        for index in range(settings.workers)
+    ]
+    if logstore_path is None and telemetry is not None:
+        logstore_path = telemetry.logstore
+    ctx = ServerContext(
+        settings=settings,
+        directories=directories,
+        registry=registry,
+        bus=bus,
+        store=store,
+        hub=hub,
+        model_folders=model_folders,
+        workers=workers,
+        telemetry=running_telemetry,
+        logstore_path=logstore_path,
+    )
+    return ServerRuntime(ctx, create_app(ctx), messages, [str(item) for item in recovered])

@@ -5,16 +5,18 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from flowscope.engine.job import JobResult
-from flowscope.graph.validation import ValidationResult
 from flowscope.storage.directories import Directories
 from flowscope.telemetry.events import Action, Event
+
+if TYPE_CHECKING:  # the engine imports torch: not needed to print help or search logs
+    from flowscope.engine.job import JobResult
+    from flowscope.graph.validation import ValidationResult
 
 # Piped output (logs, CI, tests) is not wrapped at rich's default of 80 columns.
 PIPE_WIDTH = 200

@@ -7,8 +7,8 @@ import ssl
 from datetime import timedelta
 from pathlib import Path
 
-from flowscope.engine.reporting import LOG_INPUTS
 from flowscope.storage.directories import Directories
+from flowscope.telemetry.log_inputs import LOG_INPUTS
 from flowscope.telemetry.setup import (
     DEFAULT_FORWARD_SPOOL,
     DEFAULT_LOG_FILE,

@@ -10,13 +10,16 @@ import functools
 import re
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 from flowscope.engine.errors import summarize
 from flowscope.graph.prompt import NodeSpec, is_link, node_title, unwrap_value
 from flowscope.telemetry.bus import EventBus
 from flowscope.telemetry.events import Action, Event, Level, Outcome, qualified_name
 from flowscope.telemetry.ids import new_span_id, new_trace_id
+from flowscope.telemetry.log_inputs import LOG_INPUTS, LogInputs
+
+__all__ = ["LOG_INPUTS", "JobEvents", "LogInputs", "preview_inputs", "summarize_outputs"]
 
 INPUT_STRING_LIMIT = 200
 INPUT_PREVIEW_LIMIT = 2048
@@ -26,10 +29,6 @@ _SECRET_KEY = re.compile(r"key|token|password|secret", re.IGNORECASE)
 @functools.lru_cache(maxsize=4096)
 def _looks_secret(name: str) -> bool:
     return _SECRET_KEY.search(name) is not None
-
-
-LogInputs = Literal["none", "preview", "full"]
-LOG_INPUTS: tuple[LogInputs, ...] = ("none", "preview", "full")
 
 
 def preview_inputs(inputs: Mapping[str, Any], *, full: bool = False) -> dict[str, Any]:

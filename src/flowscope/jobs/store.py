@@ -15,6 +15,7 @@ transaction; other processes (`flowscope worker`) are serialized by the database
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -160,6 +161,33 @@ class JobStore:
             )
             reporting.job_queued(self.bus, fields, result.number)
         return result
+
+    def submit_many(self, jobs: Sequence[NewJob]) -> list[QueuedJob | BaseException]:
+        """Store several jobs in one commit (for a caller that batches submissions itself);
+        each result is the queued job or the error for that job (e.g. `DuplicateJobError`)."""
+        self._check_open()
+        items = [pending_submit(job) for job in jobs]
+        for item in items:
+            self._submits.put(item)
+        with self._writer.lock:
+            if not all(item.done for item in items):
+                # A failed commit marks every item with its error: reported per job below.
+                with contextlib.suppress(Exception):
+                    self._commit_submits(self._submits.take_all())
+        results: list[QueuedJob | BaseException] = []
+        for item in items:
+            if item.error is not None:
+                results.append(item.error)
+                continue
+            assert item.result is not None
+            results.append(item.result)
+            if self.bus is not None and self.bus.has_subscribers:
+                result = item.result
+                fields = reporting.job_fields(
+                    result.job_id, result.workflow_id, result.user_id, result.trace_id
+                )
+                reporting.job_queued(self.bus, fields, result.number)
+        return results
 
     def _commit_submits(self, batch: list[PendingSubmit]) -> None:
         try:

@@ -17,6 +17,7 @@ from flowscope.telemetry.bus import EventBus
 if TYPE_CHECKING:
     from flowscope.jobs.store import JobStore
     from flowscope.jobs.worker import Worker
+    from flowscope.server.submitter import Submitter
     from flowscope.server.websocket import WebSocketHub
     from flowscope.telemetry.setup import Telemetry
 
@@ -32,5 +33,6 @@ class ServerContext:
     model_folders: ModelFolders
     workers: list[Worker] = field(default_factory=list)
     telemetry: Telemetry | None = None
+    submitter: Submitter | None = None  # stores POST /prompt jobs in batches
     logstore_path: Path | None = None  # the telemetry query API reads it when set
     started_at: float = field(default_factory=time.time)

@@ -12,7 +12,6 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from flowscope.engine import Executor, cache_from_spec
-from flowscope.engine.reporting import LogInputs
 from flowscope.jobs.leases import make_worker_id
 from flowscope.jobs.model import JobOutcome, QueuedJob
 from flowscope.jobs.store import JobStore
@@ -24,9 +23,11 @@ from flowscope.server.app import create_app
 from flowscope.server.context import ServerContext
 from flowscope.server.messages import ExecutionMessages
 from flowscope.server.settings import ServerSettings
+from flowscope.server.submitter import Submitter
 from flowscope.server.websocket import WebSocketHub
 from flowscope.storage.directories import Directories
 from flowscope.telemetry.bus import EventBus
+from flowscope.telemetry.log_inputs import LogInputs
 from flowscope.telemetry.setup import Telemetry, TelemetryOptions, start_telemetry
 
 DATABASE_FILENAME = "flowscope.db"
@@ -70,6 +71,8 @@ class ServerRuntime:
         deadline), flush telemetry, close the store."""
         for worker in self.ctx.workers:
             worker.stop(timeout_s)
+        if self.ctx.submitter is not None:
+            self.ctx.submitter.close()
         self.messages.close()
         self.ctx.store.close()
         if self.ctx.telemetry is not None:
@@ -137,6 +140,7 @@ def build_runtime(
         model_folders=model_folders,
         workers=workers,
         telemetry=running_telemetry,
+        submitter=Submitter(store),
         logstore_path=logstore_path,
     )
     return ServerRuntime(ctx, create_app(ctx), messages, [str(item) for item in recovered])

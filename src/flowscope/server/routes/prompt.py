@@ -13,6 +13,7 @@ from flowscope.jobs.submits import DuplicateJobError
 from flowscope.server.context import ServerContext
 from flowscope.server.errors import ApiError, read_json, read_json_object
 from flowscope.server.submission import LARGE_PROMPT_NODES, parse_submission, validate_submission
+from flowscope.server.submitter import Submitter
 from flowscope.telemetry.events import Action, Event, Level
 
 _OK = Response(status_code=200)
@@ -26,8 +27,9 @@ def router(ctx: ServerContext) -> APIRouter:
     def queue_info() -> dict[str, Any]:
         return {"exec_info": {"queue_remaining": store.queue_remaining()}}
 
-    @routes.post("/prompt")
-    async def submit(request: Request) -> JSONResponse:
+    submitter = ctx.submitter if ctx.submitter is not None else Submitter(store)
+
+    async def submit(request: Request) -> Response:
         body = await read_json_object(request)
         headers = request.headers
         prompt, fields = parse_submission(
@@ -47,7 +49,7 @@ def router(ctx: ServerContext) -> APIRouter:
             _rejected(ctx, fields, exc)
             raise
         try:
-            queued = await run_in_threadpool(store.submit, submission.job)
+            queued = await submitter.submit(submission.job)
         except DuplicateJobError as exc:
             raise ApiError(
                 400, str(exc), type="duplicate_prompt_id", extra={"node_errors": {}}
@@ -60,6 +62,10 @@ def router(ctx: ServerContext) -> APIRouter:
                 "node_errors": submission.validation.node_errors,
             }
         )
+
+    # A plain Starlette route: the hottest write of the API skips FastAPI's dependency solving
+    # (its body is free-form JSON, parsed and checked by `parse_submission`).
+    routes.add_route("/prompt", submit, methods=["POST"], include_in_schema=False)
 
     @routes.get("/queue")
     def queue() -> Response:

@@ -3,18 +3,14 @@ need no job store, worker or WebSocket hub."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
-import uvicorn
 from fastapi import APIRouter, FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.testclient import TestClient
+from server_harness import serve_app
 
 from flowscope.models import ModelFolders
 from flowscope.nodes.registry import NodeRegistry
@@ -55,21 +51,4 @@ def make_client(ctx: ServerContext, *builders: Callable[[ServerContext], APIRout
     return TestClient(make_app(ctx, *builders))
 
 
-@contextmanager
-def served(app: FastAPI) -> Iterator[str]:
-    """`app` behind a real uvicorn on 127.0.0.1 (a free port); yields its base URL."""
-    sock = socket.create_server(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+served = serve_app  # a real uvicorn on 127.0.0.1 (a free port), yielding its base URL

@@ -31,6 +31,27 @@ def registry_for_tests(directories: Directories) -> NodeRegistry:
     return registry
 
 
+@contextmanager
+def serve_app(app: Any) -> Iterator[str]:
+    """Any ASGI `app` behind a real uvicorn on a free 127.0.0.1 port, in a background thread;
+    yields its base URL."""
+    sock = socket.create_server(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
 class LiveServer:
     def __init__(self, runtime: ServerRuntime) -> None:
         self.runtime = runtime

@@ -31,7 +31,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(base: Path, *extra: str) -> Iterator[tuple[subprocess.Popen[bytes], httpx.Client]]:
+def serve(
+    base: Path, *extra: str, scheme: str = "http"
+) -> Iterator[tuple[subprocess.Popen[bytes], httpx.Client]]:
     port = free_port()
     process = subprocess.Popen(
         [
@@ -49,7 +51,8 @@ def serve(base: Path, *extra: str) -> Iterator[tuple[subprocess.Popen[bytes], ht
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+    # A self-signed certificate in the TLS test: nothing to verify it against.
+    client = httpx.Client(base_url=f"{scheme}://127.0.0.1:{port}", timeout=10, verify=False)
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -172,3 +175,59 @@ def test_port_in_use_is_a_clear_error(base: Path) -> None:
     assert result.returncode == 1
     assert "cannot listen" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_worker_process_runs_jobs_from_the_same_store(base: Path) -> None:
+    with serve(base, "--workers", "0") as (_process, client):
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "flowscope.cli",
+                "worker",
+                "--base-directory",
+                str(base),
+                "--no-logstore",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            job_id = client.post("/prompt", json={"prompt": chain(7)}).json()["prompt_id"]
+            entry = wait(client, job_id, timeout_s=60)
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(30) == 0
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait(10)
+    assert entry["outputs"]["2"]["value"] == [7]
+    assert entry["flowscope"]["worker_id"].split(":")[1] == str(worker.pid)
+
+
+def test_https_with_the_tls_flags(base: Path, tmp_path: Path) -> None:
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    tls = ("--tls-keyfile", str(key), "--tls-certfile", str(cert))
+    with serve(base, *tls, scheme="https") as (_process, client):
+        job_id = client.post("/prompt", json={"prompt": chain(3)}).json()["prompt_id"]
+        assert wait(client, job_id)["status"]["status_str"] == "success"

@@ -324,13 +324,17 @@ CASES = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("cases", nargs="*", default=list(CASES), choices=[*CASES, []])
+    parser.add_argument("cases", nargs="*", metavar="CASE", help=f"some of {', '.join(CASES)}")
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--latency-jobs", type=int, default=50)
     parser.add_argument("--queued", type=int, default=10_000)
     parser.add_argument("--history-requests", type=int, default=100)
     args = parser.parse_args()
+    unknown = [name for name in args.cases if name not in CASES]
+    if unknown:
+        parser.error(f"unknown case {unknown[0]!r}; choose from {', '.join(CASES)}")
+    args.cases = args.cases or list(CASES)
     machine = platform.processor() or platform.machine()
     print(
         f"# flowscope server benchmark — {platform.node()}, {machine}, "

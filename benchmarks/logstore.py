@@ -2,8 +2,9 @@
 
 Events are the engine's shapes (job.*, node.* with inputs/outputs previews, memory fields,
 debug progress, OOM and ValueError failures) over several workflow templates and node types,
-written through the sink's batch path (`LogStore.insert_events`, 1,000 per transaction). Prints
-a table; the figures go into docs/benchmarks.md.
+written the way the sink's writer process writes them (`LogStore.insert_events`: rows built
+from a plan per event shape, 5,000 per transaction). Prints a table; the figures go into
+docs/benchmarks.md.
 Run: `.venv/bin/python benchmarks/logstore.py [--events 1000000]`.
 """
 
@@ -273,7 +274,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--days", type=float, default=30.0, help="time span of the events")
-    parser.add_argument("--batch", type=int, default=1_000, help="events per transaction")
+    parser.add_argument("--batch", type=int, default=5_000, help="events per transaction")
     parser.add_argument("--path", help="store file (default: a temporary folder, deleted)")
     args = parser.parse_args()
 

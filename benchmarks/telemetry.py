@@ -195,7 +195,9 @@ def dropped(pipeline: TelemetryPipeline) -> dict[str, int]:
 @dataclass
 class JobStream:
     """Builds one job's events as `engine/reporting.py` does: job.started, started/succeeded
-    per node, job.succeeded; every event with the job's shared fields."""
+    per node, job.succeeded; every event with the job's shared fields. The fields are copied
+    from templates made once per job (the same keys, in the same order, as the engine's), so
+    that building the load costs the emitter little next to the telemetry being measured."""
 
     nodes: int = 20
     job_id: str = field(default_factory=lambda: str(uuid.uuid4()))
@@ -203,65 +205,76 @@ class JobStream:
     span_id: str = field(default_factory=new_span_id)
     sequence: int = 0
 
-    def base(self, span_id: str | None = None) -> dict[str, Any]:
+    def base(self) -> dict[str, Any]:
+        """The fields every event of the job carries, with the next sequence number."""
         self.sequence += 1
+        return self.shared(self.sequence)
+
+    def shared(self, sequence: int) -> dict[str, Any]:
         return {
             "job.id": self.job_id,
             "trace.id": self.trace_id,
             "transaction.id": self.span_id,
             "workflow.id": "wf-8a2f1e9b",
             "user.id": "alice",
-            "event.sequence": self.sequence,
-            "span.id": span_id or self.span_id,
+            "event.sequence": sequence,
+            "span.id": self.span_id,
         }
 
     def events(self) -> Iterator[Event]:
+        clock = time.time_ns
         yield Event(
             Action.JOB_STARTED,
             "job started",
-            time.time_ns(),
+            clock(),
             Level.INFO,
             {"job.nodes_total": self.nodes, "job.nodes_cached": 0, **self.base()},
         )
+        node = {"node.id": "", "node.type": "KSampler", "node.title": "Sampler"}
+        started = {**node, **self.shared(0)}
+        succeeded = {
+            **node,
+            "event.outcome": "success",
+            "event.duration": 0,
+            "node.duration_ms": 0.0,
+            "node.cached": False,
+            "node.inputs": {},
+            "node.outputs": {},
+            "process.memory.peak_bytes": 1_234_567_890,
+            **self.shared(0),
+        }
+        inputs = {
+            "seed": 1234,
+            "steps": 20,
+            "cfg": 7.5,
+            "sampler_name": "euler",
+            "scheduler": "normal",
+            "denoise": 1.0,
+        }
+        outputs = {"0": "LATENT float32[1, 4, 64, 64]"}
+        durations = [random.randrange(1_000_000, 50_000_000) for _ in range(self.nodes)]
         for index in range(self.nodes):
             span = new_span_id()
-            node = {"node.id": str(index), "node.type": "KSampler", "node.title": "Sampler"}
-            yield Event(
-                Action.NODE_STARTED,
-                "node started",
-                time.time_ns(),
-                Level.INFO,
-                {**node, **self.base(span)},
-            )
-            duration = random.randrange(1_000_000, 50_000_000)
-            yield Event(
-                Action.NODE_SUCCEEDED,
-                "node succeeded",
-                time.time_ns(),
-                Level.INFO,
-                {
-                    **node,
-                    "event.outcome": "success",
-                    "event.duration": duration,
-                    "node.duration_ms": duration / 1e6,
-                    "node.cached": False,
-                    "node.inputs": {
-                        "seed": 1234,
-                        "steps": 20,
-                        "cfg": 7.5,
-                        "sampler_name": "euler",
-                        "scheduler": "normal",
-                        "denoise": 1.0,
-                    },
-                    "node.outputs": {"0": "LATENT float32[1, 4, 64, 64]"},
-                    "process.memory.peak_bytes": 1_234_567_890,
-                    **self.base(span),
-                },
-            )
+            node_id = str(index)
+            fields = started.copy()
+            fields["node.id"] = node_id
+            fields["event.sequence"] = self.sequence = self.sequence + 1
+            fields["span.id"] = span
+            yield Event(Action.NODE_STARTED, "node started", clock(), Level.INFO, fields)
+            duration = durations[index]
+            fields = succeeded.copy()
+            fields["node.id"] = node_id
+            fields["event.duration"] = duration
+            fields["node.duration_ms"] = duration / 1e6
+            fields["node.inputs"] = inputs.copy()  # a node's own preview, as the engine's
+            fields["node.outputs"] = outputs.copy()
+            fields["event.sequence"] = self.sequence = self.sequence + 1
+            fields["span.id"] = span
+            yield Event(Action.NODE_SUCCEEDED, "node succeeded", clock(), Level.INFO, fields)
         yield Event(
             Action.JOB_SUCCEEDED,
             "job succeeded",
-            time.time_ns(),
+            clock(),
             Level.INFO,
             {"event.outcome": "success", "event.duration": 123_456_789, **self.base()},
         )
@@ -327,6 +340,12 @@ def sustained(specs: list[SinkSpec], setting: Setting, rate: int, seconds: float
             else:
                 late_ticks += 1
         elapsed = time.perf_counter() - start
+        # How far behind each sink was when the emitter stopped: what a sink that keeps up
+        # has left is at most a window's worth (a fifth of a second at most).
+        behind = {
+            sink.name: emitted - getattr(sink, "written", 0) - sink.dropped
+            for sink in pipeline.sinks
+        }
         lag = drain(pipeline)
         cpu = time.process_time() - cpu
         lost = dropped(pipeline)
@@ -338,6 +357,7 @@ def sustained(specs: list[SinkSpec], setting: Setting, rate: int, seconds: float
         "ticks": ticks,
         "drain": lag,
         "dropped": lost,
+        "behind": behind,
         "cpu": cpu / (elapsed + lag),
     }
 
@@ -414,6 +434,9 @@ def engine_ratio(
 
 
 # -- the table ------------------------------------------------------------------------------
+PARTS = ("hot", "sustained", "engine")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=20_000, help="events per hot-path row")
@@ -421,7 +444,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="sustained duration")
     parser.add_argument("--nodes", type=int, default=1_000, help="engine chain length")
     parser.add_argument("--repeat", type=int, default=11, help="engine runs per figure (median)")
+    parser.add_argument(
+        "--part",
+        action="append",
+        choices=PARTS,
+        help="run only this part (repeatable): hot path, sustained load, engine chain",
+    )
+    parser.add_argument(
+        "--all-only",
+        action="store_true",
+        help="sustained and engine parts: measure only the group of every sink",
+    )
     args = parser.parse_args()
+    args.part = args.part or list(PARTS)
     torch.set_num_threads(1)
 
     print(f"flowscope telemetry benchmark — {platform.node()}, {os.cpu_count()} CPUs")
@@ -440,6 +475,15 @@ def main() -> None:
 
 
 def report(args: argparse.Namespace, specs: list[SinkSpec], setting: Setting) -> None:
+    if "hot" in args.part:
+        report_hot_path(args, specs, setting)
+    if "sustained" in args.part:
+        report_sustained(args, specs, setting)
+    if "engine" in args.part:
+        report_engine(args, specs, setting)
+
+
+def report_hot_path(args: argparse.Namespace, specs: list[SinkSpec], setting: Setting) -> None:
     by_name = {spec.name: spec for spec in specs}
     print()
     print(
@@ -466,22 +510,32 @@ def report(args: argparse.Namespace, specs: list[SinkSpec], setting: Setting) ->
     print("median/p99: one emit, timed alone. mean: wall time / events, the sink threads' share")
     print("of the GIL included. drain: time after the last emit until every sink has written all.")
 
+
+def report_sustained(args: argparse.Namespace, specs: list[SinkSpec], setting: Setting) -> None:
     print()
     sustained_specs = [spec for spec in specs if spec.sustained]
     print(f"2. sustained: {args.rate:,} events/s for {args.seconds:g} s (target: zero drops)")
-    groups = [sustained_specs[:1]] + ([sustained_specs] if len(sustained_specs) > 1 else [])
+    groups = [sustained_specs] if args.all_only else [sustained_specs[:1]]
+    if not args.all_only and len(sustained_specs) > 1:
+        groups.append(sustained_specs)
     for group in groups:
         row = sustained(group, setting, args.rate, args.seconds)
         print(
             f"{row['sinks']}: emitted {row['emitted']:,} at {row['rate']:,.0f}/s "
             f"({row['late_ticks']}/{row['ticks']} 10 ms ticks late), dropped {row['dropped']}, "
             f"drained {row['drain']:.2f} s after the last emit, "
-            f"process CPU {row['cpu']:.0%} of one core"
+            f"process CPU {row['cpu']:.0%} of one core (writer processes not counted)"
+        )
+        print(
+            "  not yet written when the emitter stopped: "
+            + ", ".join(f"{name} {count:,}" for name, count in row["behind"].items())
         )
     for spec in sustained_specs:
         speed = flat_out(spec, setting, 100_000)
         print(f"{spec.name}: flat out {speed:,.0f} events/s (100,000 events, emitter included)")
 
+
+def report_engine(args: argparse.Namespace, specs: list[SinkSpec], setting: Setting) -> None:
     print()
     print(
         f"3. engine chain N={args.nodes}, median of {args.repeat}: execute() with sinks vs the "
@@ -493,7 +547,9 @@ def report(args: argparse.Namespace, specs: list[SinkSpec], setting: Setting) ->
     )
     print(header)
     print("-" * len(header))
-    groups = [[spec] for spec in specs] + ([specs] if len(specs) > 1 else [])
+    groups = [] if args.all_only else [[spec] for spec in specs]
+    if len(specs) > 1:
+        groups.append(specs)
     for group in groups:
         result = engine_ratio(group, setting, args.nodes, args.repeat)
         label = "all: " + "+".join(s.name for s in group) if len(group) > 1 else group[0].name

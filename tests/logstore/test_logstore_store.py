@@ -16,6 +16,8 @@ from flowscope.logstore import (
     LogStore,
     SchemaError,
     StoreMissingError,
+    node_stats,
+    schema,
     store_path,
 )
 from flowscope.logstore import store as store_module
@@ -175,3 +177,30 @@ def test_wal_mode_and_a_second_connection(tmp_path: Path) -> None:
         writer.insert(sample_documents())
         assert reader.count("level:error") == 2
         assert reader.stats()["events"] == len(sample_documents())
+
+
+def test_a_version_1_store_is_brought_up_to_date_on_open(tmp_path: Path) -> None:
+    path = store_path(tmp_path)
+    with LogStore(path) as store:
+        store.insert(sample_documents())
+    # Version 1 spelled the node-results index's condition as an IN list.
+    with sqlite3.connect(path) as connection:
+        connection.executescript(
+            "DROP INDEX events_node_results; "
+            "CREATE INDEX events_node_results ON events (node_type, duration_ns, time_ns, action) "
+            "WHERE action IN ('node.succeeded', 'node.failed', 'node.cached'); "
+            "PRAGMA user_version = 1;"
+        )
+    with LogStore(path, create=False) as store:
+        assert store.fetch("PRAGMA user_version") == [(schema.SCHEMA_VERSION,)]
+        assert store.count() == len(sample_documents())  # the events are untouched
+        plan = store.fetch(
+            "EXPLAIN QUERY PLAN SELECT node_type, count(*) FROM events "
+            f"WHERE {schema.NODE_RESULTS} AND node_type IS NOT NULL GROUP BY node_type"
+        )
+        assert "COVERING INDEX events_node_results" in plan[0][-1]
+        assert {s.node_type for s in node_stats(store)} == {
+            d["node.type"]
+            for d in sample_documents()
+            if d.get("event.action") in ("node.succeeded", "node.failed", "node.cached")
+        }

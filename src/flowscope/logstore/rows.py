@@ -56,6 +56,7 @@ CONTEXT_JOIN = "LEFT JOIN contexts AS c ON c.id = e.context_id"
 FROM_EVENTS = f"events AS e {CONTEXT_JOIN}"
 
 _INDEX = {column: index for index, column in enumerate(COLUMNS)}
+EXTRA = _INDEX["extra"]
 _INT64 = (-(2**63), 2**63 - 1)
 
 
@@ -67,7 +68,11 @@ def _accepts(kind: Kind) -> Callable[[Any], bool]:
     if kind in (Kind.LONG, Kind.DATE):
         return lambda v: type(v) is int and _INT64[0] <= v <= _INT64[1]
     if kind is Kind.FLOAT:
-        return lambda v: type(v) in (int, float) and math.isfinite(v)
+        # An int SQLite cannot bind (beyond 64 bits) stays in extra, as for LONG columns.
+        return lambda v: (
+            (type(v) is float and math.isfinite(v))
+            or (type(v) is int and _INT64[0] <= v <= _INT64[1])
+        )
     if kind is Kind.BOOLEAN:
         return lambda v: type(v) is bool
     return lambda v: type(v) is str
@@ -169,6 +174,18 @@ def build_row(
     row[_INDEX["context_id"]] = context_id(context)
     row[_INDEX["extra"]] = dumps(extra) if extra else None
     return row
+
+
+def wide_integers(row: list[Any]) -> dict[str, Any]:
+    """Take the integers SQLite cannot bind (beyond 64 bits) out of the row's typed columns;
+    returns them by ECS name, for `extra`."""
+    moved: dict[str, Any] = {}
+    for index, name in _NAMES:
+        value = row[index]
+        if type(value) is int and not _INT64[0] <= value <= _INT64[1]:
+            moved[name] = value
+            row[index] = None
+    return moved
 
 
 def document_row(

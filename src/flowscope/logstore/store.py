@@ -12,21 +12,23 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from flowscope.logstore.compiler import compile_kql
 from flowscope.logstore.dates import NS_PER_S, to_ns
+from flowscope.logstore.row_plans import Record, RowBuilder
 from flowscope.logstore.rows import (
     CONTEXT_JOIN,
+    EXTRA,
     INSERT_SQL,
     SELECT_COLUMNS,
-    build_row,
     document_row,
     dumps,
     to_document,
+    wide_integers,
 )
 from flowscope.logstore.schema import (
     FTS_DELETE_IDS,
@@ -37,14 +39,29 @@ from flowscope.logstore.schema import (
 from flowscope.telemetry.events import Event
 
 STORE_FILENAME = "logstore.db"
-PRUNE_CHUNK = 5_000
-CACHE_KIB = 32 * 1024  # rows per delete transaction: a prune never blocks writers for long
+PRUNE_CHUNK = 5_000  # rows per delete transaction: a prune never blocks writers for long
+CACHE_KIB = 32 * 1024
+MAX_ROW_BUILDERS = 16
 
 TimeBound = datetime | int  # a datetime, or nanoseconds since the epoch
 
 
 class StoreMissingError(FileNotFoundError):
     """There is no log store at the path (and the caller did not ask to create one)."""
+
+
+def bind_none_and_bool_directly() -> None:
+    """Make binding `None` and booleans cheap, for this whole process.
+
+    Python 3.11's sqlite3 looks for an adapter for every parameter that is not exactly an int,
+    float, str or bytes; for None and bool the lookup fails by raising (and discarding) an
+    AttributeError, which costs a tenth of an insert with our rows' many NULLs. Registered
+    adapters are found at once: None stays None (`{}.get` returns it, in C) and a bool becomes
+    the int SQLite stores anyway. Process-wide, so the writer process calls it: it talks to
+    nothing but its store.
+    """
+    sqlite3.register_adapter(type(None), cast(Callable[[None], None], {}.get))
+    sqlite3.register_adapter(bool, int)
 
 
 def store_path(base_directory: str | os.PathLike[str]) -> Path:
@@ -89,6 +106,7 @@ class LogStore:
             self._connection.close()
             raise
         self._contexts: dict[str, int] = {}
+        self._builders: dict[str, RowBuilder] = {}  # per set of static fields
 
     # -- lifecycle -----------------------------------------------------------------------
     def close(self) -> None:
@@ -114,25 +132,30 @@ class LogStore:
     ) -> int:
         """Store events straight from the bus; `static_fields` (service.*, host.name) are the
         same for all of them. Returns how many were new."""
-        static = dict(static_fields or {})
-        with self._lock:
-            static_id = self.context_id(static)
-
-            def context_id(found: dict[str, Any]) -> int | None:
-                return self.context_id({**static, **found}) if found else static_id
-
-            rows = [
-                build_row(
-                    event.time_ns,
-                    event.level.value,
-                    event.action.value,
-                    event.message,
-                    event.fields or {},
-                    context_id,
-                )
+        return self.insert_records(
+            [
+                (event.time_ns, event.level.value, event.action.value, event.message, event.fields)
                 for event in events
-            ]
-            return self.insert_rows(rows)
+            ],
+            static_fields,
+        )
+
+    def insert_records(
+        self, records: Sequence[Record], static_fields: Mapping[str, Any] | None = None
+    ) -> int:
+        """`insert_events` for events taken apart: (time_ns, level, action, message, fields),
+        the form the writer process receives them in. Returns how many were new."""
+        with self._lock:
+            return self.insert_rows(self._row_builder(static_fields or {}).rows(records))
+
+    def _row_builder(self, static_fields: Mapping[str, Any]) -> RowBuilder:
+        key = dumps(dict(sorted(static_fields.items())))
+        builder = self._builders.get(key)
+        if builder is None:
+            if len(self._builders) >= MAX_ROW_BUILDERS:
+                self._builders.clear()
+            builder = self._builders[key] = RowBuilder(self.context_id, static_fields)
+        return builder
 
     def insert_rows(self, rows: Sequence[Sequence[Any]]) -> int:
         """Insert prepared rows (rows.py) in one transaction; returns how many were new."""
@@ -145,11 +168,12 @@ class LogStore:
                 ).fetchone()
                 try:
                     inserted = connection.executemany(INSERT_SQL, rows).rowcount
-                except UnicodeEncodeError:
-                    # Text SQLite cannot store (lone surrogates from a JSON \\ud800 escape):
-                    # replaced, row by row, rather than losing the batch.
+                except (UnicodeEncodeError, OverflowError):
+                    # Text SQLite cannot store (lone surrogates from a JSON \\ud800 escape), or
+                    # an integer beyond 64 bits in a typed column (rows from row_plans do not
+                    # check the range): fixed, row by row, rather than losing the batch.
                     inserted = sum(
-                        connection.execute(INSERT_SQL, _encodable(row)).rowcount for row in rows
+                        connection.execute(INSERT_SQL, _storable(row)).rowcount for row in rows
                     )
                 connection.execute(FTS_INSERT_AFTER, (last_id,))
                 connection.execute("COMMIT")
@@ -285,8 +309,15 @@ class LogStore:
         return {"events": count, "first_ns": first, "last_ns": last, "bytes": size}
 
 
-def _encodable(row: Sequence[Any]) -> list[Any]:
-    return [
+def _storable(row: Sequence[Any]) -> list[Any]:
+    """The row with text SQLite can store, and integers beyond 64 bits moved to `extra` (as
+    rows.build_row places them)."""
+    values = [
         value.encode("utf-8", "replace").decode("utf-8") if isinstance(value, str) else value
         for value in row
     ]
+    moved = wide_integers(values)
+    if moved:
+        extra = json.loads(values[EXTRA]) if values[EXTRA] else {}
+        values[EXTRA] = dumps({**extra, **moved})
+    return values

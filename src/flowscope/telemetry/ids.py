@@ -10,6 +10,8 @@ import time
 _random = random.Random()  # not for secrets: ids only need to be unique
 # A forked worker would otherwise repeat its parent's random sequence, and so its ids.
 os.register_at_fork(after_in_child=_random.seed)
+_random_bits = _random.getrandbits
+_time_ns = time.time_ns
 
 _last_timestamp = 0  # the 60-bit (ms, sub-ms) timestamp of the last uuid7() in this process
 
@@ -22,12 +24,13 @@ def uuid7() -> str:
     the clock steps back (the timestamp then advances by one tick instead of going back).
     """
     global _last_timestamp  # noqa: PLW0603 (one counter per process, on the hot path)
-    ms, sub_ms_ns = divmod(time.time_ns(), 1_000_000)
-    timestamp = ms << 12 | sub_ms_ns * 4096 // 1_000_000
+    # Milliseconds << 12 | the sub-millisecond fraction in 4096ths, in one step:
+    # ns * 4096 // 10**6 (the millisecond part is an exact multiple of 4096).
+    timestamp = _time_ns() * 512 // 125_000
     if timestamp <= _last_timestamp:
         timestamp = _last_timestamp + 1
     _last_timestamp = timestamp
-    rand = _random.getrandbits(62)
+    rand = _random_bits(62)
     return "%08x-%04x-7%03x-%04x-%012x" % (  # noqa: UP031 (the fastest way here)
         timestamp >> 28,  # the 48-bit milliseconds: 32 bits, then 16
         timestamp >> 12 & 0xFFFF,

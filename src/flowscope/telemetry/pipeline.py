@@ -1,8 +1,9 @@
 """The telemetry pipeline: the one bus subscriber that feeds every sink.
 
-On the emitting thread it only samples debug events, stamps `event.id` and offers the event to
-each sink (never blocking). A reporter thread turns the sinks' drop counters into
-`telemetry.dropped` events, once a second at most per sink.
+On the emitting thread it only samples debug events, stamps `event.id` and appends the event to
+the fan-out, which hands it to every queued sink later, in a batch (fanout.py); a sink that is
+not a QueuedSink is offered it directly (never blocking). A reporter thread turns the sinks'
+drop counters into `telemetry.dropped` events, once a second at most per sink.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from typing import Protocol
 
 from flowscope.telemetry.bus import EventBus
 from flowscope.telemetry.events import Action, Event, Level
+from flowscope.telemetry.fanout import FanOut
 from flowscope.telemetry.ids import uuid7
+from flowscope.telemetry.sinks.queued import QueuedSink
 
 DROP_REPORT_INTERVAL_S = 1.0
 
@@ -71,6 +74,16 @@ class TelemetryPipeline:
         self.bus = bus
         self.sinks = list(sinks)
         self.sampler = sampler or DebugSampler()
+        # Queued sinks are fed in batches through the fan-out; any other sink is offered each
+        # event on the emitting thread.
+        queued = [sink for sink in self.sinks if isinstance(sink, QueuedSink)]
+        self._fanout = FanOut(queued) if queued else None
+        self._put = self._fanout.put if self._fanout is not None else None
+        self._direct = [
+            (index, sink)
+            for index, sink in enumerate(self.sinks)
+            if not isinstance(sink, QueuedSink)
+        ]
         # Per sink position (two sinks may share a name): drops already reported, and offers
         # that raised (a broken sink must not starve the sinks after it).
         self._reported = [0] * len(self.sinks)
@@ -83,21 +96,31 @@ class TelemetryPipeline:
         self._reporter.start()
 
     def __call__(self, event: Event) -> None:
-        if not self.sampler.keep(event):
+        if event.level is Level.DEBUG and not self.sampler.keep(event):
             return
-        if event.fields is None:
-            event.fields = {}
-        if "event.id" not in event.fields:
+        fields = event.fields
+        if fields is None:
+            fields = event.fields = {}
+        if "event.id" not in fields:
             # Stamped once, before fan-out: every sink writes the same id for the same event.
-            event.fields["event.id"] = uuid7()
-        for index, sink in enumerate(self.sinks):
+            fields["event.id"] = uuid7()
+        if self._put is not None:
+            self._put(event)
+        for index, sink in self._direct:
             try:
                 sink.offer(event)
             except Exception:
                 self._offer_errors[index] += 1
 
+    def hand_over(self) -> None:
+        """Give the queued sinks every event taken so far now, rather than at the end of the
+        burst (their `wait_idle` does this too)."""
+        if self._fanout is not None:
+            self._fanout.hand_over()
+
     def report_drops(self) -> None:
         """Emit a `telemetry.dropped` event for each sink that lost events since the last report."""
+        self.hand_over()  # the queued sinks count what they cannot take when they get it
         for index, sink in enumerate(self.sinks):
             total = sink.dropped + self._offer_errors[index]
             delta = total - self._reported[index]
@@ -124,5 +147,7 @@ class TelemetryPipeline:
         self._reporter.join(timeout_s)
         self.report_drops()  # still subscribed, sinks still open: the report gets written
         self._unsubscribe()
+        if self._fanout is not None:
+            self._fanout.close(timeout_s)
         for sink in self.sinks:
             sink.close(timeout_s)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from flowscope.telemetry.events import Event
 
@@ -47,6 +47,7 @@ class QueuedSink:
         )
         self._started = False
         self._start_lock = threading.Lock()
+        self._hand_over: Callable[[], None] | None = None
 
     # -- emitting thread ----------------------------------------------------------------
     def offer(self, event: Event) -> bool:
@@ -68,6 +69,30 @@ class QueuedSink:
             self._arrived.set()
         return True
 
+    def accept(self, events: Sequence[Event]) -> None:
+        """`offer` for a batch (the pipeline's fan-out hands a burst over in one go): what
+        fits in the queue is taken, the rest is dropped and counted."""
+        if self._closing:
+            self.dropped += len(events)
+            return
+        room = self.capacity - len(self._queue)
+        if room < len(events):
+            self.dropped += len(events) - max(room, 0)
+            events = events[: max(room, 0)]
+        if not events:
+            return
+        self._queue.extend(events)
+        if not self._started:
+            self._start()
+        if len(self._queue) >= self.wake_at:
+            self._wake.set()
+        self._arrived.set()
+
+    def attach_feeder(self, hand_over: Callable[[], None]) -> None:
+        """Called by whoever feeds this sink through `accept` (the pipeline's fan-out):
+        `hand_over()` gives it what is still held upstream, so `wait_idle` covers that too."""
+        self._hand_over = hand_over
+
     def _start(self) -> None:
         with self._start_lock:
             if not self._started:
@@ -77,14 +102,20 @@ class QueuedSink:
     # -- the sink's thread --------------------------------------------------------------
     def _drain(self) -> None:
         while True:
-            # Idle until an event arrives, then give its burst flush_interval_s to end (or
-            # until wake_at). The timeout on `_arrived` bounds the wait should two emitting
-            # threads both miss seeing the queue go from empty to one event.
-            if not self._wake.is_set() and self._arrived.wait(self.flush_interval_s):
-                self._arrived.clear()
+            # Idle until a burst's first event arrives, then give the burst flush_interval_s
+            # to end (or until wake_at, wait_idle or close). The timeout on `_arrived` bounds
+            # the wait should two emitting threads both miss the queue going from empty to
+            # one event, and runs `flush` now and then while idle.
+            self._arrived.wait(self.flush_interval_s)
+            self._arrived.clear()
+            if self._queue and not self._wake.is_set():
                 self._wake.wait(self.flush_interval_s)
+            # Cleared before writing: a signal that comes during the write is for the next
+            # round, and none is left over to start a burst's clock early.
             self._wake.clear()
             self._write_pending()
+            if self._queue:
+                self._arrived.set()  # arrived while writing: their burst has begun
             if self._closing and not self._queue:
                 self._close_output_once()
                 return
@@ -97,10 +128,10 @@ class QueuedSink:
             self._busy = False
 
     def _write_queued(self) -> None:
-        while self._queue:
-            batch: list[Event] = []
-            while self._queue and len(batch) < self.batch_size:
-                batch.append(self._queue.popleft())
+        queue = self._queue
+        while queue:
+            popleft = queue.popleft
+            batch = [popleft() for _ in range(min(len(queue), self.batch_size))]
             try:
                 self.write_batch(batch)
                 self.written += len(batch)
@@ -139,6 +170,8 @@ class QueuedSink:
     def wait_idle(self, timeout_s: float = 5.0) -> bool:
         """Block until everything offered so far is written (tests and shutdown)."""
         deadline = time.monotonic() + timeout_s
+        if self._hand_over is not None:
+            self._hand_over()
         while (self._queue or self._busy) and time.monotonic() < deadline:
             self._wake.set()
             self._arrived.set()
@@ -147,6 +180,8 @@ class QueuedSink:
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Write what is queued (up to `timeout_s`), then release the output."""
+        if self._hand_over is not None:
+            self._hand_over()
         self._closing = True
         if self._started:
             self._wake.set()

@@ -122,6 +122,9 @@ class TraceSink(QueuedSink):
             return True  # not part of any span: nothing to queue
         return super().offer(event)
 
+    def accept(self, events: Sequence[Event]) -> None:
+        super().accept([event for event in events if event.action in TRACED_ACTIONS])
+
     # -- the sink's thread --------------------------------------------------------------
     def write_batch(self, events: Sequence[Event]) -> None:
         with self._lock:

@@ -69,7 +69,6 @@ class LiveServer:
         self.server.run(sockets=[self._socket])
 
     def start(self) -> LiveServer:
-        self.runtime.start_workers()
         self._thread.start()
         deadline = time.monotonic() + 20
         while not self.server.started:

@@ -191,12 +191,12 @@ def serve_command(args: argparse.Namespace) -> int:
         runtime.app,
         log_level="warning",
         access_log=False,  # every request is an http.request event instead
+        proxy_headers=False,  # X-Forwarded-* is trusted only behind a configured proxy
         ssl_keyfile=args.tls_keyfile,
         ssl_certfile=args.tls_certfile,
         timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)
-    runtime.start_workers()
     for sock in sockets:
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host

@@ -8,6 +8,7 @@ covers that node plus any trivial nodes since the last reset, which allocate nex
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -18,7 +19,16 @@ _STATUS = "/proc/self/status"
 class MemoryProbe:
     def __init__(self, min_duration_ns: int = 1_000_000) -> None:
         self.min_duration_ns = min_duration_ns
-        self.rss_supported = sys.platform.startswith("linux") and self._reset_rss()
+        # Both files stay open: opening them through Python's io stack cost more than the
+        # reset itself, once per job even for trivial ones.
+        self._clear_refs = _open_proc(_CLEAR_REFS, os.O_WRONLY)
+        self._status = _open_proc(_STATUS, os.O_RDONLY)
+        self.rss_supported = (
+            sys.platform.startswith("linux")
+            and self._clear_refs is not None
+            and self._status is not None
+            and self._reset_rss()
+        )
         self._cuda: Any = None
 
     def start_job(self) -> None:
@@ -34,7 +44,7 @@ class MemoryProbe:
             return {}
         fields: dict[str, int] = {}
         if self.rss_supported:
-            peak = _read_hwm_bytes()
+            peak = self._read_hwm_bytes()
             if peak is not None:
                 fields["process.memory.peak_bytes"] = peak
             self._reset_rss()
@@ -46,25 +56,41 @@ class MemoryProbe:
             cuda.reset_peak_memory_stats()
         return fields
 
-    @staticmethod
-    def _reset_rss() -> bool:
+    def _reset_rss(self) -> bool:
+        if self._clear_refs is None:
+            return False
         try:
-            with open(_CLEAR_REFS, "w") as clear_refs:
-                clear_refs.write("5")
-            return True
+            os.write(self._clear_refs, b"5")
         except OSError:
             return False
+        return True
+
+    def _read_hwm_bytes(self) -> int | None:
+        if self._status is None:
+            return None
+        try:
+            status = os.pread(self._status, 16384, 0)
+        except OSError:
+            return None
+        start = status.find(b"VmHWM:")
+        if start < 0:
+            return None
+        end = status.find(b"\n", start)
+        return int(status[start + 6 : end if end >= 0 else None].split()[0]) * 1024
+
+    def close(self) -> None:
+        for fd in (self._clear_refs, self._status):
+            if fd is not None:
+                os.close(fd)
+        self._clear_refs = self._status = None
+        self.rss_supported = False
 
 
-def _read_hwm_bytes() -> int | None:
+def _open_proc(path: str, flags: int) -> int | None:
     try:
-        with open(_STATUS, "rb") as status:
-            for line in status:
-                if line.startswith(b"VmHWM:"):
-                    return int(line.split()[1]) * 1024
+        return os.open(path, flags | os.O_CLOEXEC)
     except OSError:
         return None
-    return None
 
 
 def _initialized_cuda() -> Any:

@@ -112,6 +112,11 @@ class Worker:
         """True while the loop runs (in its thread, or in `run_forever`)."""
         return self._running
 
+    @property
+    def started(self) -> bool:
+        """`start` was called (the worker may have stopped since)."""
+        return self._thread is not None
+
     # -- control --------------------------------------------------------------------------
     def start(self) -> None:
         """Run the loop in a daemon thread."""

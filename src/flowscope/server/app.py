@@ -37,6 +37,11 @@ def create_app(ctx: ServerContext) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # Workers run in threads; the hub needs this loop to hand them messages.
         ctx.hub.attach(asyncio.get_running_loop())
+        # Started once the server answers: a worker resuming a long queue would otherwise hold
+        # the interpreter while the server starts, delaying the first reply by a second.
+        for worker in ctx.workers:
+            if not worker.started:
+                worker.start()
         try:
             yield
         finally:
@@ -50,6 +55,10 @@ def create_app(ctx: ServerContext) -> FastAPI:
         openapi_url="/api/flowscope/openapi.json",
         redoc_url=None,
         lifespan=lifespan,
+        # flowscope's own telemetry covers requests (http.request events, /metrics, traces);
+        # FastAPI's OpenTelemetry hooks would check the providers on every request, and would
+        # double-instrument once our trace exporter configures OpenTelemetry.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)

@@ -62,10 +62,6 @@ class ServerRuntime:
     messages: ExecutionMessages
     recovered: list[str] = field(default_factory=list)
 
-    def start_workers(self) -> None:
-        for worker in self.ctx.workers:
-            worker.start()
-
     def stop(self, timeout_s: float = 10.0) -> None:
         """Graceful: stop taking jobs, let the running one finish (interrupting it at the
         deadline), flush telemetry, close the store."""

@@ -75,9 +75,14 @@ def test_an_installed_templates_package_is_served(
     write(site / "comfyui_workflow_templates" / "templates" / "default.json", "{}")
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.delitem(sys.modules, "comfyui_workflow_templates", raising=False)
-    client, _ctx = make_client(tmp_path / "base")
-    assert client.get("/templates/index.json").json() == [{"x": 1}]
-    assert client.get("/templates/default.json").json() == {}
+    try:
+        client, _ctx = make_client(tmp_path / "base")
+        assert client.get("/templates/index.json").json() == [{"x": 1}]
+        assert client.get("/templates/default.json").json() == {}
+    finally:
+        # The import above would outlive the test and leak this fake package into later
+        # servers in the same process (the browser tests saw its templates folder).
+        sys.modules.pop("comfyui_workflow_templates", None)
 
 
 def test_a_front_end_root_replaces_the_package(tmp_path: Path) -> None:

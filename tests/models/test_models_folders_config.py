@@ -172,7 +172,10 @@ def test_the_base_directorys_config_and_extra_configs_apply_in_order(tmp_path: P
 
 
 FOLDER = st.sampled_from(["checkpoints", "loras", "vae", "clip", "unet", "my_folder"])
-PART = st.from_regex(r"[a-z][a-z0-9_-]{0,7}", fullmatch=True)
+# Plain folder names; YAML 1.1 reads a bare `no`, `on` or `null` as a bool or nothing (in ComfyUI
+# too), so a config would have to quote those.
+YAML_WORDS = {"yes", "no", "on", "off", "true", "false", "null"}
+PART = st.from_regex(r"[a-z][a-z0-9_-]{0,7}", fullmatch=True).filter(lambda p: p not in YAML_WORDS)
 
 
 @settings(max_examples=100)

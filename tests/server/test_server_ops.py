@@ -105,6 +105,12 @@ def test_metrics_and_the_telemetry_query_api(tmp_path: Path) -> None:
         )
         assert {e["http.response.status_code"] for e in requests["events"]} == {200}
 
+        unknown = server.client.post("/prompt", json={"prompt": {"1": node("NoSuchNode")}})
+        assert unknown.status_code == 400
+        (rejected,) = wait_for_events(server, "event.action:job.rejected", 1)["events"]
+        assert rejected["error.type"] == "invalid_prompt"
+        assert rejected["job.id"]
+
 
 def test_the_query_api_says_when_the_log_store_is_off(tmp_path: Path) -> None:
     with live_server(tmp_path) as server:

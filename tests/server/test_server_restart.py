@@ -30,24 +30,18 @@ def free_port() -> int:
         return port
 
 
+def command(verb: str, base: Path, *extra: str) -> list[str]:
+    """`flowscope VERB` on `base`, run from this interpreter."""
+    return [sys.executable, "-m", "flowscope.cli", verb, "--base-directory", str(base), *extra]
+
+
 @contextmanager
 def serve(
     base: Path, *extra: str, scheme: str = "http"
 ) -> Iterator[tuple[subprocess.Popen[bytes], httpx.Client]]:
     port = free_port()
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "flowscope.cli",
-            "serve",
-            "--base-directory",
-            str(base),
-            "--port",
-            str(port),
-            "--no-logstore",
-            *extra,
-        ],
+        command("serve", base, "--port", str(port), "--no-logstore", *extra),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -157,16 +151,7 @@ def test_port_in_use_is_a_clear_error(base: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "flowscope.cli",
-                "serve",
-                "--base-directory",
-                str(base),
-                "--port",
-                str(port),
-            ],
+            command("serve", base, "--port", str(port)),
             capture_output=True,
             text=True,
             timeout=60,
@@ -180,15 +165,7 @@ def test_port_in_use_is_a_clear_error(base: Path) -> None:
 def test_a_worker_process_runs_jobs_from_the_same_store(base: Path) -> None:
     with serve(base, "--workers", "0") as (_process, client):
         worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "flowscope.cli",
-                "worker",
-                "--base-directory",
-                str(base),
-                "--no-logstore",
-            ],
+            command("worker", base, "--no-logstore"),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )

@@ -58,6 +58,17 @@ async def run_job(
                     return job_id, received
 
 
+async def until_quiet(socket_: Any, quiet_s: float = 0.5) -> list[Any]:
+    """The JSON messages a socket receives until it has been silent for `quiet_s`."""
+    seen: list[Any] = []
+    while True:
+        try:
+            async with asyncio.timeout(quiet_s):
+                seen.append(json.loads(await socket_.recv()))
+        except TimeoutError:
+            return seen
+
+
 def test_greeting_carries_the_sid_and_feature_flags_are_exchanged(server: LiveServer) -> None:
     async def scenario() -> tuple[Any, Any, Any]:
         async with websockets.connect(server.ws_url) as anonymous:
@@ -140,14 +151,7 @@ def test_messages_go_to_the_submitting_client_only(server: LiveServer) -> None:
             await bystander.recv()
             prompt = {"1": node("Steps", steps=3, delay=0.0), "2": node("Collect", value=link("1"))}
             _job_id, owner_messages = await run_job(server, prompt, "owner")
-            seen: list[Any] = []
-            try:
-                async with asyncio.timeout(0.5):
-                    while True:
-                        seen.append(json.loads(await bystander.recv()))
-            except TimeoutError:
-                pass
-            return owner_messages, seen
+            return owner_messages, await until_quiet(bystander)
 
     owner, bystander = asyncio.run(scenario())
     assert "execution_start" in [m["type"] for m in owner]
@@ -163,14 +167,7 @@ def test_a_job_without_client_id_broadcasts_progress_only(server: LiveServer) ->
             prompt = {"1": node("Steps", steps=2, delay=0.0), "2": node("Collect", value=link("1"))}
             reply = await loop.run_in_executor(None, lambda: server.submit(prompt))
             await loop.run_in_executor(None, lambda: server.wait_history(reply["prompt_id"]))
-            seen: list[Any] = []
-            try:
-                async with asyncio.timeout(0.5):
-                    while True:
-                        seen.append(json.loads(await watcher.recv()))
-            except TimeoutError:
-                pass
-            return seen
+            return await until_quiet(watcher)
 
     kinds = {m["type"] for m in asyncio.run(scenario())}
     assert {"progress", "progress_state", "status"} <= kinds

@@ -42,6 +42,9 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         "--disable-metadata", action="store_true", help="do not embed the workflow in PNGs"
     )
     parser.add_argument("--cpu", action="store_true", help="run models on the CPU only")
+    parser.add_argument(
+        "--database-url", help="the job store (default sqlite:///BASE/flowscope.db)"
+    )
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,9 +89,6 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "processes execute)",
     )
     parser.add_argument(
-        "--database-url", help="the job store (default sqlite:///BASE/flowscope.db)"
-    )
-    parser.add_argument(
         "--ready-max-queue",
         type=int,
         default=10_000,
@@ -100,9 +100,6 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     add_server_arguments(parser)
-    parser.add_argument(
-        "--database-url", help="the job store (default sqlite:///BASE/flowscope.db)"
-    )
     add_telemetry_arguments(parser)
 
 
@@ -177,6 +174,7 @@ def serve_command(args: argparse.Namespace) -> int:
             database_url=args.database_url,
             cache=cache_spec(args),
             log_inputs=args.log_inputs,
+            model_folders=model_folders,
         )
     except (OSError, ValueError) as exc:
         for sock in sockets:

@@ -54,6 +54,16 @@ def job_cancelled(bus: EventBus | None, fields: dict[str, Any]) -> None:
     emit(bus, Action.JOB_CANCELLED, "job cancelled while queued", fields)
 
 
+def job_rejected(
+    bus: EventBus | None, fields: dict[str, Any], error_type: str, message: str
+) -> None:
+    """A submission that failed validation: never stored, so never queued."""
+    fields["event.outcome"] = Outcome.FAILURE.value
+    fields["error.type"] = error_type
+    fields["error.message"] = message
+    emit(bus, Action.JOB_REJECTED, "job rejected", fields, level=Level.WARN)
+
+
 def job_requeued(
     bus: EventBus | None, fields: dict[str, Any], worker_id: str | None, reason: str
 ) -> None:

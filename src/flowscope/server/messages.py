@@ -76,8 +76,7 @@ class ExecutionMessages:
             state = self._jobs.pop(job.job_id, None)
         self.hub.broadcast_status()
         if state is not None and state.client_id is not None:
-            self.hub.executing.pop(state.client_id, None)
-            self.hub.send("executing", {"node": None, "prompt_id": job.job_id}, state.client_id)
+            self.hub.send_executing({"node": None, "prompt_id": job.job_id}, state.client_id)
 
     # -- events ----------------------------------------------------------------------------
     def __call__(self, event: Event) -> None:
@@ -129,8 +128,7 @@ class ExecutionMessages:
         display = meta.get("display_node", node_id)
         if state.client_id is not None:
             executing = {"node": node_id, "display_node": display, "prompt_id": job_id}
-            self.hub.executing[state.client_id] = executing
-            self.hub.send("executing", executing, state.client_id)
+            self.hub.send_executing(executing, state.client_id)
         state.running[node_id] = _node_state(job_id, node_id, meta, "running", 0, 1)
         self._progress_state(state, job_id, {})
 

@@ -87,11 +87,13 @@ def build_runtime(
     log_inputs: LogInputs = "preview",
     lease_s: float = 30.0,
     logstore_path: Path | None = None,
+    model_folders: ModelFolders | None = None,
 ) -> ServerRuntime:
     # ComfyUI's temp folder holds previews of the last session only.
     shutil.rmtree(directories.temp, ignore_errors=True)
     directories.ensure()
-    model_folders = ModelFolders.from_directories(directories, settings.extra_model_paths)
+    if model_folders is None:
+        model_folders = ModelFolders.from_directories(directories, settings.extra_model_paths)
     if registry is None:
         registry, _packs = load_catalog(
             directories,

@@ -80,7 +80,7 @@ class WebSocketHub:
         self.dropped = 0
         self._closing: set[asyncio.Future[None]] = set()  # ends of clients that fell behind
         # The node each client's running job is on, so a reconnecting client is told (§4.3).
-        self.executing: dict[str, dict[str, Any]] = {}
+        self._executing: dict[str, dict[str, Any]] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -110,6 +110,15 @@ class WebSocketHub:
         if sid is None and not self.sessions:
             return
         self._enqueue(frame, sid)
+
+    def send_executing(self, data: dict[str, Any], sid: str) -> None:
+        """`executing` to the job's client, remembered for a reconnect until the job ends
+        (`data["node"]` None)."""
+        if data.get("node") is None:
+            self._executing.pop(sid, None)
+        else:
+            self._executing[sid] = data
+        self.send("executing", data, sid)
 
     def broadcast_status(self) -> None:
         if self.sessions:  # counting the queue costs a query: only when someone listens
@@ -170,7 +179,7 @@ class WebSocketHub:
         self.sessions[sid] = session
         session.sender = asyncio.ensure_future(session.run_sender())
         session.offer(json.dumps({"type": "status", "data": self.status_data(sid)}))
-        executing = self.executing.get(sid)
+        executing = self._executing.get(sid)
         if executing is not None:
             session.offer(json.dumps({"type": "executing", "data": executing}))
         first = True

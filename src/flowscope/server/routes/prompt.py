@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from flowscope.jobs import reporting
 from flowscope.jobs.submits import DuplicateJobError
 from flowscope.server.context import ServerContext
 from flowscope.server.errors import ApiError, read_json, read_json_object
 from flowscope.server.submission import LARGE_PROMPT_NODES, parse_submission, validate_submission
-from flowscope.server.submitter import Submitter
-from flowscope.telemetry.events import Action, Event, Level
 
 _OK = Response(status_code=200)
 
@@ -27,7 +25,9 @@ def router(ctx: ServerContext) -> APIRouter:
     def queue_info() -> dict[str, Any]:
         return {"exec_info": {"queue_remaining": store.queue_remaining()}}
 
-    submitter = ctx.submitter if ctx.submitter is not None else Submitter(store)
+    submitter = ctx.submitter
+    if submitter is None:
+        raise ValueError("the queue routes need ctx.submitter (build_runtime creates one)")
 
     async def submit(request: Request) -> Response:
         body = await read_json_object(request)
@@ -140,18 +140,7 @@ def _id_list(value: Any, name: str) -> list[str]:
 
 
 def _rejected(ctx: ServerContext, fields: dict[str, Any], exc: ApiError) -> None:
-    if not ctx.bus.has_subscribers:
-        return
-    event_fields: dict[str, Any] = {
-        "job.id": fields["job_id"],
-        "event.outcome": "failure",
-        "error.type": exc.type,
-        "error.message": exc.message,
-    }
-    if fields.get("workflow_id"):
-        event_fields["workflow.id"] = fields["workflow_id"]
-    if fields.get("user_id"):
-        event_fields["user.id"] = fields["user_id"]
-    ctx.bus.emit(
-        Event(Action.JOB_REJECTED, "job rejected", time.time_ns(), Level.WARN, event_fields)
+    event_fields = reporting.job_fields(
+        fields["job_id"], fields.get("workflow_id"), fields.get("user_id"), fields.get("trace_id")
     )
+    reporting.job_rejected(ctx.bus, event_fields, exc.type, exc.message)

@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv serve test lint typecheck pytest demo bench clean
+.PHONY: venv serve demo-data test lint typecheck pytest demo bench clean
 
 venv: $(STAMP)
 
@@ -28,8 +28,19 @@ pytest: venv
 
 test: lint typecheck pytest
 
-serve: venv
-	$(BIN)/flowscope serve --base-directory ./flowscope-data
+DATA := ./flowscope-data
+
+# The demo: tiny random-weight SD1 models (made in a second; nothing is downloaded), the demo
+# workflows in the editor's Workflows panel, and the image the image-to-image demo starts from.
+demo-data: venv
+	test -f $(DATA)/models/checkpoints/tiny-sd1.safetensors || \
+		$(BIN)/flowscope models create-tiny $(DATA)/models --family sd1
+	mkdir -p $(DATA)/user/default/workflows $(DATA)/input
+	cp -n examples/sd-*.json $(DATA)/user/default/workflows/
+	cp -n examples/flowscope-demo-input.png $(DATA)/input/
+
+serve: demo-data
+	$(BIN)/flowscope serve --base-directory $(DATA)
 
 demo: venv
 	$(BIN)/flowscope run examples/demo.json --base-directory ./flowscope-data
@@ -38,6 +49,7 @@ bench: venv
 	$(BIN)/python benchmarks/engine.py
 	$(BIN)/python benchmarks/telemetry.py
 	$(BIN)/python benchmarks/logstore.py
+	$(BIN)/python benchmarks/sd.py cpu
 	$(BIN)/python benchmarks/forward.py
 	$(BIN)/python benchmarks/server.py
 

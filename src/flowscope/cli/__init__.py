@@ -98,6 +98,9 @@ def _parser() -> argparse.ArgumentParser:
     nodes.add_argument("--category", help="only nodes whose category starts with this")
 
     _add_log_commands(commands, common)
+    from flowscope.cli.models import add_models_command
+
+    add_models_command(commands)
     return parser
 
 
@@ -179,6 +182,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "trace": logs.trace_command,
         }[args.command]
         return command(args)
+    if args.command == "models":
+        from flowscope.cli.models import models_command
+
+        return models_command(args)
     return 2
 
 

@@ -34,16 +34,10 @@ import torch
 from flowscope.engine import Executor, JobRequest
 from flowscope.engine.cache import cache_from_spec
 from flowscope.graph.validation import validate_prompt
-from flowscope.models.components import (
-    DiffusionModel,
-    ImageAutoencoder,
-    Placement,
-    TextEncoder,
-)
+from flowscope.models.components import DiffusionModel, ImageAutoencoder, TextEncoder
 from flowscope.models.families import Family
 from flowscope.models.folders import ModelFolders
 from flowscope.models.manager import ModelManager, ModelSettings
-from flowscope.models.patching import PatchedModule
 from flowscope.models.text.tokenizer import ClipTokenizer
 from flowscope.nodes.catalog import load_catalog
 from flowscope.storage.directories import Directories
@@ -115,16 +109,18 @@ def diffusers_pipeline(
     scheduler = EulerDiscreteScheduler(
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear"
     )
-    return StableDiffusionPipeline(
+    pipe = StableDiffusionPipeline(
         vae=vae.vae,
         text_encoder=clip.encoders["clip_l"].module,
-        tokenizer=CLIPTokenizer(str(vocab), str(merges)),
+        tokenizer=CLIPTokenizer(vocab=str(vocab), merges=str(merges), model_max_length=77),
         unet=model.unet.module,
         scheduler=scheduler,
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
     )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
 
 
 def timed(run: Callable[[], None], sync: Callable[[], None]) -> float:
@@ -234,31 +230,16 @@ def cpu_case(runs: int) -> list[tuple[str, dict[str, float]]]:
     return [("cpu tiny 64² ×4 steps", row)]
 
 
-def sd15_components(placement: Placement) -> tuple[DiffusionModel, TextEncoder, ImageAutoencoder]:
-    """SD1.5-shaped modules with random weights (diffusers' / CLIP-L's real configurations)."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+def write_sd15_checkpoint(path: Path) -> None:
+    """An SD1.5-shaped single-file checkpoint (original layout, fp16) with random weights."""
+    from safetensors.torch import save_file
 
-    from flowscope.models.families import sd15_family
+    from flowscope.models.tiny import REAL_CONFIGS, build_components, checkpoint_state_dict
 
-    family = sd15_family()
     torch.manual_seed(0)
-    unet = UNet2DConditionModel(**family.unet_config)
-    vae = AutoencoderKL(**family.vae_config)
-    text = CLIPTextModel(CLIPTextConfig(**family.text_configs["clip_l"]))
-    device, dtype = placement.device, placement.dtype
-    unet, vae, text = (m.to(device=device, dtype=dtype).eval() for m in (unet, vae, text))
-    betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2
-    alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
-    model = DiffusionModel("sd15-random", family, PatchedModule(unet), alphas_cumprod, placement)
-    clip = TextEncoder(
-        "sd15-random",
-        family,
-        {"clip_l": PatchedModule(text)},
-        ClipTokenizer.shipped(),
-        placement,
-    )
-    return model, clip, ImageAutoencoder("sd15-random", vae, 0.18215, placement)
+    unet, vae, encoders = build_components(Family.SD1, REAL_CONFIGS[Family.SD1])
+    state = checkpoint_state_dict(Family.SD1, unet, vae, encoders)
+    save_file({k: v.half().contiguous() for k, v in state.items()}, str(path))
 
 
 def gpu_case(runs: int, size: int, steps: int) -> list[tuple[str, dict[str, float]]]:
@@ -266,16 +247,15 @@ def gpu_case(runs: int, size: int, steps: int) -> list[tuple[str, dict[str, floa
         print("gpu: no CUDA device here; skipped (run this case on a GPU machine)")
         return []
     device = torch.device("cuda")
-    placement = Placement(device, torch.float16)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         directories = Directories.under(base)
         directories.ensure()
-        model, clip, vae = sd15_components(placement)
+        write_sd15_checkpoint(directories.models / "checkpoints" / "sd15-random.safetensors")
         models = ModelManager(ModelFolders.from_directories(directories))
-        models.preload("sd15-random.safetensors", (model, clip, vae))
         executor, registry = engine_with(models, base)
+        model, clip, vae = models.checkpoint("sd15-random.safetensors")
         pipe = diffusers_pipeline(model, clip, vae, base).to(device)
         for batch in (1, 4):
             row = compare(

@@ -1,26 +1,24 @@
-"""The tiny-model world SD tests run in: a base directory with the tiny models, the node catalog
-bound to it, and an engine that records events; plus ComfyUI's default graph, small."""
+"""The tiny-model world the SD workflow tests run in: `sd_support`'s harness (the tiny models and
+the catalog bound to them) plus an engine that records events; and ComfyUI's default graph,
+small."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from sd_support import make_sd_harness
 
 from flowscope.engine import Executor, JobRequest, JobResult
 from flowscope.engine.cache import cache_from_spec
 from flowscope.graph.validation import validate_prompt
 from flowscope.models.families import Family
-from flowscope.models.folders import ModelFolders
-from flowscope.models.manager import ModelManager, ModelSettings
-from flowscope.models.tiny import TinyModels, create_tiny_models
-from flowscope.nodes.catalog import load_catalog
+from flowscope.models.manager import ModelManager
+from flowscope.models.tiny import TinyModels
 from flowscope.nodes.registry import NodeRegistry
 from flowscope.storage.directories import Directories
 from flowscope.telemetry import EventBus, InMemorySubscriber
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 @dataclass
@@ -44,16 +42,20 @@ class SDWorld:
 
 
 def make_world(base: Path, family: Family) -> SDWorld:
-    directories = Directories.under(base)
-    directories.ensure()
-    tiny = create_tiny_models(directories.models, family)
-    models = ModelManager(ModelFolders.from_directories(directories), ModelSettings(force_cpu=True))
-    registry, _ = load_catalog(directories, models=models)
+    harness = make_sd_harness(base, family)
     bus = EventBus()
-    models.attach_bus(bus)
+    harness.models.attach_bus(bus)
     events = InMemorySubscriber(bus)
-    executor = Executor(registry, bus=bus, cache=cache_from_spec("none"))
-    return SDWorld(directories, tiny, models, registry, bus, events, executor)
+    executor = Executor(harness.registry, bus=bus, cache=cache_from_spec("none"))
+    return SDWorld(
+        harness.directories,
+        harness.tiny,
+        harness.models,
+        harness.registry,
+        bus,
+        events,
+        executor,
+    )
 
 
 def text_to_image(

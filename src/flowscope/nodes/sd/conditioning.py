@@ -8,8 +8,7 @@ from typing import Any
 import torch
 
 from flowscope.models.components import ControlHint, ControlNet, TextEncoder
-
-Conditioning = list[list[Any]]
+from flowscope.nodes.sd.guidance import Conditioning
 
 _NO_CLIP = (
     "ERROR: clip input is invalid: None\n\nIf the clip is from a checkpoint loader node your "

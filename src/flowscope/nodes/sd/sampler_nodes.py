@@ -11,13 +11,12 @@ import torch
 from flowscope.models.components import DiffusionModel
 from flowscope.nodes.progress import ProgressBar
 from flowscope.nodes.sd.guidance import Conditioning, GuidedDenoiser
+from flowscope.nodes.sd.latents import Latent
 from flowscope.nodes.sd.sampling.ksampler import plan_sigmas, sample_latent
 from flowscope.nodes.sd.sampling.latent_preview import latent_to_rgb
 from flowscope.nodes.sd.sampling.model_sampling import DiscreteSchedule
 from flowscope.nodes.sd.sampling.samplers import SAMPLER_NAMES
 from flowscope.nodes.sd.sampling.schedules import SCHEDULER_NAMES
-
-Latent = dict[str, Any]
 
 SEED_MAX = 0xFFFFFFFFFFFFFFFF
 PREVIEW_SIZE = 512
@@ -103,6 +102,7 @@ def sample(
 
 
 def _common_inputs() -> dict[str, Any]:
+    """The inputs both KSamplers share, in ComfyUI's order."""
     return {
         "steps": (
             "INT",
@@ -141,7 +141,6 @@ class KSampler:
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
-        common = _common_inputs()
         return {
             "required": {
                 "model": ("MODEL", {"tooltip": "The model used for denoising the input latent."}),
@@ -155,13 +154,7 @@ class KSampler:
                         "tooltip": "The random seed used for creating the noise.",
                     },
                 ),
-                "steps": common["steps"],
-                "cfg": common["cfg"],
-                "sampler_name": common["sampler_name"],
-                "scheduler": common["scheduler"],
-                "positive": common["positive"],
-                "negative": common["negative"],
-                "latent_image": common["latent_image"],
+                **_common_inputs(),
                 "denoise": (
                     "FLOAT",
                     {
@@ -213,7 +206,6 @@ class KSampler:
 class KSamplerAdvanced:
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
-        common = _common_inputs()
         return {
             "required": {
                 "model": ("MODEL",),
@@ -222,16 +214,7 @@ class KSamplerAdvanced:
                     "INT",
                     {"default": 0, "min": 0, "max": SEED_MAX, "control_after_generate": True},
                 ),
-                "steps": ("INT", {"default": 20, "min": 1, "max": 10000}),
-                "cfg": (
-                    "FLOAT",
-                    {"default": 8.0, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01},
-                ),
-                "sampler_name": common["sampler_name"],
-                "scheduler": common["scheduler"],
-                "positive": common["positive"],
-                "negative": common["negative"],
-                "latent_image": common["latent_image"],
+                **_common_inputs(),
                 "start_at_step": ("INT", {"default": 0, "min": 0, "max": 10000}),
                 "end_at_step": ("INT", {"default": 10000, "min": 0, "max": 10000}),
                 "return_with_leftover_noise": (["disable", "enable"],),

@@ -7,8 +7,7 @@ from typing import Any
 import torch
 
 from flowscope.models.components import ImageAutoencoder
-
-Latent = dict[str, Any]
+from flowscope.nodes.sd.latents import Latent
 
 # Pixels per latent pixel for every supported family.
 DOWNSCALE = 8

@@ -1,7 +1,9 @@
 """Server benchmark: `flowscope serve` in its own process, driven over loopback.
 
 Cases (issue 4 targets; peer figures from spec/comfyui-compat.md §9.4):
-  submit    POST /prompt, 8 client threads, unique trivial prompts, durably stored
+  submit    POST /prompt, 8 client threads, unique trivial prompts, durably stored (also: the
+            CPU time the server process and its worker processes spent per job, a steadier
+            figure than req/s on a shared machine)
   latency   idle queue: submit-to-start (client send -> the job's execution_start timestamp)
   ws        WebSocket bytes for a 1,000-node chain and a 1,000-node tree
   restart   10,000 queued jobs: launch -> serving, serving -> first job resumed
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import platform
 import signal
 import socket
@@ -115,6 +118,24 @@ def running(base: Path, *extra: str) -> Iterator[Server]:
         server.stop()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux), 0 when it cannot be read."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def child_pids(pid: int) -> list[int]:
+    """The worker processes a server started (Linux)."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(child) for child in text.split()]
+
+
 def submit_many(server: Server, count: int, threads: int) -> tuple[float, list[float]]:
     """`count` unique prompts from `threads` keep-alive connections: (wall s, latencies s)."""
     latencies: list[float] = []
@@ -166,20 +187,36 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
+SUBMIT_SETUPS = (
+    ("telemetry on (defaults)", ()),
+    ("no log store", ("--no-logstore",)),
+    ("no log store, worker threads", ("--no-logstore", "--worker-threads")),
+)
+
+
 def case_submit(base: Path, args: argparse.Namespace) -> list[tuple[str, str, str, str]]:
     rows = []
-    for label, extra in (("telemetry on (defaults)", ()), ("no log store", ("--no-logstore",))):
+    for label, extra in SUBMIT_SETUPS:
         with running(base / f"submit-{len(rows)}", *extra) as server:
             submit_many(server, 200, args.threads)  # warm-up: connections, code paths
             wait_drained(server)
+            pid = server.process.pid
+            workers = child_pids(pid)
+            before = cpu_seconds(pid), sum(cpu_seconds(child) for child in workers)
             wall, latencies = submit_many(server, args.requests, args.threads)
             drained = wait_drained(server)
+            server_cpu = (cpu_seconds(pid) - before[0]) / len(latencies)
+            worker_cpu = (sum(cpu_seconds(c) for c in workers) - before[1]) / len(latencies)
         rate = len(latencies) / wall
+        cpu = f"CPU per job: server {server_cpu * 1e6:,.0f} µs"
+        if workers:
+            cpu += f", worker process {worker_cpu * 1e6:,.0f} µs"
         rows.append(
             (
                 f"POST /prompt, {args.threads} threads, {len(latencies)} unique, {label}",
                 f"{rate:,.0f} req/s; p50 {percentile(latencies, 0.5) * 1e3:.1f} ms, "
-                f"p99 {percentile(latencies, 0.99) * 1e3:.1f} ms; drained {drained:.1f} s later",
+                f"p99 {percentile(latencies, 0.99) * 1e3:.1f} ms; drained {drained:.1f} s later; "
+                f"{cpu}",
                 "≥ 1,500 req/s, p99 ≤ 30 ms",
                 PEER["submit"],
             )

@@ -126,6 +126,19 @@ def test_liveness_rules() -> None:
     assert not worker_alive(here)  # this process, but no such worker here: a predecessor's
 
 
+def test_an_exited_process_not_reaped_yet_counts_as_dead() -> None:
+    # A worker process whose server was killed: it exits, and nobody may ever reap it.
+    process = subprocess.Popen(["true"])
+    try:
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{process.pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert not worker_alive(make_worker_id(0, pid=process.pid))
+    finally:
+        process.wait()
+
+
 def test_this_processes_stopped_worker_counts_as_dead(store: JobStore) -> None:
     mine = make_worker_id(77)
     store.submit(new_job())

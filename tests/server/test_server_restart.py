@@ -4,74 +4,24 @@ whose server was killed mid-run re-queued once, then failed with a clear status.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from engine_harness import link, node
+from process_server import command, install_test_pack, serve
 
-SUPPORT = Path(__file__).parents[1] / "support"
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def command(verb: str, base: Path, *extra: str) -> list[str]:
-    """`flowscope VERB` on `base`, run from this interpreter."""
-    return [sys.executable, "-m", "flowscope.cli", verb, "--base-directory", str(base), *extra]
-
-
-@contextmanager
-def serve(
-    base: Path, *extra: str, scheme: str = "http"
-) -> Iterator[tuple[subprocess.Popen[bytes], httpx.Client]]:
-    port = free_port()
-    process = subprocess.Popen(
-        command("serve", base, "--port", str(port), "--no-logstore", *extra),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    # A self-signed certificate in the TLS test: nothing to verify it against.
-    client = httpx.Client(base_url=f"{scheme}://127.0.0.1:{port}", timeout=10, verify=False)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if client.get("/healthz").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            output = process.stdout.read().decode() if process.stdout else ""
-            raise AssertionError(f"the server did not start:\n{output}")
-        time.sleep(0.1)
-    try:
-        yield process, client
-    finally:
-        client.close()
-        if process.poll() is None:
-            process.kill()
-        process.wait(10)
 
 
 @pytest.fixture
 def base(tmp_path: Path) -> Path:
-    (tmp_path / "custom_nodes").mkdir()
-    shutil.copy(SUPPORT / "testing_nodes.py", tmp_path / "custom_nodes" / "testing_nodes.py")
-    return tmp_path
+    return install_test_pack(tmp_path)
 
 
 def chain(value: int) -> dict[str, Any]:

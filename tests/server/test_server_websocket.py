@@ -1,5 +1,7 @@
 """The WebSocket protocol over a real server (spec §4.3): the greeting, feature flags, the
-execution messages in ComfyUI's order, addressing, previews, and O(N) traffic per job."""
+execution messages in ComfyUI's order, addressing, previews, and O(N) traffic per job; with the
+worker as a thread of the server and as a child process (`flowscope serve`'s default), whose
+events reach the server over its link."""
 
 from __future__ import annotations
 
@@ -13,12 +15,17 @@ from typing import Any
 import pytest
 import websockets
 from engine_harness import link, node
+from process_server import live_process_server
 from server_harness import LiveServer, collect_messages, live_server
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[LiveServer]:
-    with live_server(tmp_path) as running:
+@pytest.fixture(
+    params=["thread", pytest.param("process", marks=pytest.mark.slow)],
+    ids=["worker-thread", "worker-process"],
+)
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveServer]:
+    start = live_server if request.param == "thread" else live_process_server
+    with start(tmp_path) as running:
         yield running
 
 

@@ -1,21 +1,39 @@
 """`flowscope serve`: the ComfyUI-compatible server with the editor, and `flowscope worker`: an
-executor in its own process against the same job store."""
+executor in its own process against the same job store (started by `serve` for each of its
+workers, or next to it by hand)."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import signal
 import socket
+import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowscope.cli.display import make_console
 from flowscope.cli.telemetry_options import add_telemetry_arguments, telemetry_options
-from flowscope.server.settings import DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT, ServerSettings
+from flowscope.jobs.link import LINK_FD_FLAG
+from flowscope.server.settings import (
+    DEFAULT_MAX_UPLOAD_MB,
+    DEFAULT_PORT,
+    ServerSettings,
+    default_database_url,
+)
 from flowscope.storage.directories import Directories
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from flowscope.jobs.worker_process import WorkerProcess
+    from flowscope.server.runtime import ServerRuntime
+    from flowscope.telemetry.setup import TelemetryOptions
+
 EXIT_FAILED = 1
+DEFAULT_WORKER_NICE = 10
 ALL_INTERFACES = "0.0.0.0,::"
 
 
@@ -85,8 +103,22 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=1,
         metavar="N",
-        help="executor workers in this process (default 1; 0 when only `flowscope worker` "
-        "processes execute)",
+        help="executor workers, each a `flowscope worker` process started and stopped by the "
+        "server (default 1; 0 when only workers started by hand execute)",
+    )
+    parser.add_argument(
+        "--worker-threads",
+        action="store_true",
+        help="run the workers as threads of the server process instead (they then share its "
+        "interpreter lock with the HTTP API)",
+    )
+    parser.add_argument(
+        "--worker-nice",
+        type=int,
+        default=DEFAULT_WORKER_NICE,
+        metavar="N",
+        help="lower the worker processes' CPU priority by N, so that the API stays responsive "
+        f"while jobs compute (default {DEFAULT_WORKER_NICE}; 0 for the same priority)",
     )
     parser.add_argument(
         "--ready-max-queue",
@@ -100,7 +132,41 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     add_server_arguments(parser)
+    parser.add_argument(
+        "--nice", type=int, default=0, metavar="N", help="lower this worker's CPU priority by N"
+    )
+    # Set by `flowscope serve` for the workers it starts: report to it over this descriptor.
+    parser.add_argument(LINK_FD_FLAG, type=int, dest="link_fd", help=argparse.SUPPRESS)
     add_telemetry_arguments(parser)
+
+
+def worker_process_command(args: argparse.Namespace, database_url: str) -> list[str]:
+    """The `flowscope worker` command line for a worker process of the server `args` describe:
+    the same folders, store, node packs and cache."""
+    command = [sys.executable, "-m", "flowscope.cli", "worker"]
+    command += ["--base-directory", str(args.base_directory), "--database-url", database_url]
+    for flag, value in (
+        ("--input-directory", args.input_directory),
+        ("--output-directory", args.output_directory),
+        ("--temp-directory", args.temp_directory),
+        ("--user-directory", args.user_directory),
+    ):
+        if value is not None:
+            command += [flag, str(value)]
+    for path in args.extra_model_paths_config:
+        command += ["--extra-model-paths-config", str(path)]
+    if args.cache_none:
+        command.append("--cache-none")
+    elif args.cache_lru is not None:
+        command += ["--cache-lru", str(args.cache_lru)]
+    elif args.cache_ram is not None:
+        command += ["--cache-ram", str(args.cache_ram)]
+    if args.disable_metadata:
+        command.append("--disable-metadata")
+    if args.cpu:
+        command.append("--cpu")
+    command += ["--log-inputs", args.log_inputs, "--nice", str(args.worker_nice)]
+    return command
 
 
 def cache_spec(args: argparse.Namespace) -> str:
@@ -124,13 +190,6 @@ def _directories(args: argparse.Namespace) -> Directories:
 
 
 def serve_command(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from flowscope.cli.startup import load_nodes
-    from flowscope.engine.gc_tuning import tune_collector
-    from flowscope.models import ModelFolders
-    from flowscope.server.runtime import build_runtime
-
     console = make_console(stderr=True)
     if bool(args.tls_keyfile) != bool(args.tls_certfile):
         console.print("[bold red]error:[/] --tls-keyfile and --tls-certfile go together")
@@ -156,31 +215,28 @@ def serve_command(args: argparse.Namespace) -> int:
             f"{exc.strerror or exc}; is another server running there? (use --port)"
         )
         return EXIT_FAILED
+    processes: list[WorkerProcess] = []
     try:
-        directories.ensure()
         options = telemetry_options(args, directories)
-        model_folders = ModelFolders.from_directories(directories, settings.extra_model_paths)
-        registry = load_nodes(
-            directories,
-            console,
-            save_metadata=not settings.disable_metadata,
-            extra_custom_node_folders=model_folders.extra_custom_node_folders,
-        )
-        runtime = build_runtime(
-            settings,
-            directories,
-            registry=registry,
-            telemetry=options,
-            database_url=args.database_url,
-            cache=cache_spec(args),
-            log_inputs=args.log_inputs,
-            model_folders=model_folders,
-        )
+        # ComfyUI's temp folder holds previews of the last session only: emptied before a
+        # worker can write one.
+        shutil.rmtree(directories.temp, ignore_errors=True)
+        directories.ensure()
+        if not args.worker_threads:
+            # First: the workers load their node packs while this process loads its own.
+            processes = _spawn_worker_processes(args, directories, settings.workers)
+        runtime = _build_runtime(args, console, settings, directories, options, processes)
     except (OSError, ValueError) as exc:
+        for process in processes:
+            process.stop(0.0, interrupt=True)
         for sock in sockets:
             sock.close()
         console.print(f"[bold red]error:[/] {exc}")
         return EXIT_FAILED
+    import uvicorn
+
+    from flowscope.engine.gc_tuning import tune_collector
+
     tune_collector()
     if runtime.recovered:
         console.print(f"recovered {len(runtime.recovered)} job(s) left running by a stopped server")
@@ -214,6 +270,56 @@ def serve_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _spawn_worker_processes(
+    args: argparse.Namespace, directories: Directories, count: int
+) -> list[WorkerProcess]:
+    from flowscope.jobs.worker_process import WorkerProcess
+
+    command = worker_process_command(args, args.database_url or default_database_url(directories))
+    processes = [WorkerProcess(command) for _ in range(count)]
+    try:
+        for process in processes:
+            process.spawn()
+    except BaseException:
+        for process in processes:
+            process.stop(0.0, interrupt=True)
+        raise
+    return processes
+
+
+def _build_runtime(
+    args: argparse.Namespace,
+    console: Console,
+    settings: ServerSettings,
+    directories: Directories,
+    options: TelemetryOptions,
+    processes: list[WorkerProcess],
+) -> ServerRuntime:
+    from flowscope.cli.startup import load_nodes
+    from flowscope.models import ModelFolders
+    from flowscope.server.runtime import build_runtime
+
+    model_folders = ModelFolders.from_directories(directories, settings.extra_model_paths)
+    registry = load_nodes(
+        directories,
+        console,
+        save_metadata=not settings.disable_metadata,
+        extra_custom_node_folders=model_folders.extra_custom_node_folders,
+    )
+    return build_runtime(
+        settings,
+        directories,
+        registry=registry,
+        telemetry=options,
+        database_url=args.database_url,
+        cache=cache_spec(args),
+        log_inputs=args.log_inputs,
+        model_folders=model_folders,
+        worker_processes=processes if not args.worker_threads else None,
+        fresh_temp=False,
+    )
+
+
 def _bind(hosts: str, port: int) -> list[socket.socket]:
     sockets: list[socket.socket] = []
     try:
@@ -236,43 +342,79 @@ def worker_command(args: argparse.Namespace) -> int:
     from flowscope.engine import Executor, cache_from_spec
     from flowscope.engine.gc_tuning import tune_collector
     from flowscope.jobs.leases import make_worker_id
+    from flowscope.jobs.link import Stop
+    from flowscope.jobs.server_link import ServerLink
     from flowscope.jobs.store import JobStore
     from flowscope.jobs.worker import Worker
-    from flowscope.server.runtime import default_database_url
+    from flowscope.models import ModelFolders
     from flowscope.telemetry.bus import EventBus
     from flowscope.telemetry.setup import start_telemetry
 
+    # A worker process of `flowscope serve` reports to it, and stops when it says so: a Ctrl-C
+    # or a service manager's SIGTERM reaches the whole process group, and the server first
+    # stops serving, then stops its workers.
+    link = ServerLink.from_fd(args.link_fd) if args.link_fd is not None else None
+    if link is not None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     console = make_console(stderr=True)
+    console.quiet = link is not None  # the server reports start-up and node pack errors
     directories = _directories(args)
     directories.ensure()
     try:
         options = telemetry_options(args, directories)
+        model_folders = ModelFolders.from_directories(
+            directories, tuple(Path(p) for p in args.extra_model_paths_config)
+        )
     except ValueError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         return EXIT_FAILED
-    registry = load_nodes(directories, console, save_metadata=not args.disable_metadata)
+    registry = load_nodes(
+        directories,
+        console,
+        save_metadata=not args.disable_metadata,
+        extra_custom_node_folders=model_folders.extra_custom_node_folders,
+    )
+    if args.nice:
+        # Here, after start-up and before the worker's threads exist (they inherit it).
+        os.nice(args.nice)
     bus = EventBus()
-    telemetry = start_telemetry(bus, options)
+    # Linked: every event goes to the server, whose telemetry logs and counts it.
+    telemetry = start_telemetry(bus, options) if link is None else None
+    if link is not None:
+        link.forward(bus)
     store = JobStore(args.database_url or default_database_url(directories), bus=bus)
     executor = Executor(
         registry, bus=bus, cache=cache_from_spec(cache_spec(args)), log_inputs=args.log_inputs
     )
-    worker = Worker(store, executor, registry, worker_id=make_worker_id(0), bus=bus)
+    worker = Worker(store, executor, registry, worker_id=make_worker_id(0), bus=bus, listener=link)
     tune_collector()
     stop = threading.Event()
+    requested: list[Stop] = []
+
+    def on_stop(request: Stop) -> None:
+        requested.append(request)
+        stop.set()
 
     def on_signal(_signum: int, _frame: Any) -> None:
         stop.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    console.print(f"flowscope worker {worker.worker_id} is taking jobs from {store.url}")
+    if link is None:
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        console.print(f"flowscope worker {worker.worker_id} is taking jobs from {store.url}")
+    else:
+        link.serve(worker, on_stop)
     worker.start()
     try:
         while not stop.wait(0.5) and worker.alive:
             pass
     finally:
-        worker.stop(10.0)
+        request = requested[0] if requested else Stop(10.0)
+        worker.stop(request.timeout_s, interrupt=request.interrupt)
+        if link is not None:
+            link.close()
         store.close()
-        telemetry.close()
+        if telemetry is not None:
+            telemetry.close()
     return 0

@@ -9,10 +9,9 @@ import asyncio
 import contextlib
 import enum
 import inspect
+import sys
 import time
 from typing import TYPE_CHECKING, Any
-
-import torch
 
 from flowscope.engine.cache import CachedResult
 from flowscope.engine.dynprompt import DynamicPrompt
@@ -125,7 +124,7 @@ class JobRun:
         error: dict[str, Any] | None = None
         action = Action.JOB_SUCCEEDED
         try:
-            with torch.inference_mode():
+            with _inference_mode():
                 await self._prepare()
                 await self._loop()
         except _NodeFailedError as failure:
@@ -607,3 +606,16 @@ def _hidden_inputs(
         protocol.HIDDEN_API_KEY: extra_data.get("api_key_comfy_org"),
     }
     return {name: [values.get(kind)] for name, kind in info.hidden.items()}
+
+
+def _inference_mode() -> contextlib.AbstractContextManager[Any]:
+    """torch's inference mode once torch is loaded. A worker whose node packs never import torch
+    (the jobs of the built-in utility nodes) does not pay ~1.5 s to load it for a context that
+    would change nothing: tensors that autograd would track come from packs that import torch
+    when they load, before any job."""
+    if "torch" not in sys.modules:
+        return contextlib.nullcontext()
+    import torch  # waits for a thread still importing it
+
+    mode: contextlib.AbstractContextManager[Any] = torch.inference_mode()
+    return mode

@@ -48,6 +48,11 @@ class QueueCounts:
             if pending > 0:
                 self._cond.notify_all()
 
+    def mark_stale(self) -> None:
+        """Recount at the next chance: another process changed the queue and said so."""
+        with self._cond:
+            self.counted_at = float("-inf")
+
     def no_pending(self) -> None:
         """A claim found the queue empty: that is the truth until the next submit."""
         with self._cond:

@@ -3,6 +3,10 @@
 SQLite runs in WAL mode, so readers never block the writer. Write transactions start with
 `BEGIN IMMEDIATE`: they take the write lock up front, so two processes (a server and a
 `flowscope worker`) queue on `busy_timeout` instead of failing when a read turns into a write.
+Before that, this project's writers take an advisory file lock next to the database (`WriterLock`):
+SQLite's busy handler sleeps 1, 2, 5, 10... ms between tries, which would add those sleeps to
+the latency of a submit whenever a worker process is claiming or finishing a job; a process
+waiting on the file lock is woken by the kernel as soon as it is free.
 Checkpoints (the only fsyncs with synchronous=NORMAL) run in a background `Checkpointer`
 thread instead of inside whichever commit crosses SQLite's threshold, which would stall that
 commit (a submit) for tens of milliseconds.
@@ -11,6 +15,8 @@ Other databases (PostgreSQL later) get a plain engine; the store's SQL is portab
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 import threading
 import time
@@ -18,6 +24,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: SQLite's busy handler alone
+    fcntl = None  # type: ignore[assignment]
 
 import sqlalchemy as sa
 
@@ -114,14 +125,48 @@ def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
             yield connection
 
 
+class WriterLock:
+    """An exclusive advisory lock (flock) on `<database>-writer.lock`, held around each write
+    transaction by every process of this project that writes the file. One holder per process
+    at a time: `Writer.lock` serialises the threads."""
+
+    def __init__(self, database: Path) -> None:
+        self.path = database.with_name(database.name + "-writer.lock")
+        self._fd: int | None = None
+        if fcntl is not None:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        fd = self._fd
+        if fd is None:
+            yield
+            return
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 class Writer:
     """This process's one writing connection, used under `lock`: in-process writers queue on
-    the lock instead of on SQLite's busy handler, and no transaction pays for a pool checkout."""
+    the lock instead of on SQLite's busy handler, and no transaction pays for a pool checkout.
+    For SQLite, each transaction also holds the `WriterLock` shared with other processes."""
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
         self.lock = threading.Lock()
         self._connection: sa.Connection | None = None
+        self._file_lock: WriterLock | None = None
+        database = engine.url.database if is_sqlite(engine) else None
+        if database:
+            self._file_lock = WriterLock(Path(database))
 
     @contextmanager
     def transaction(self) -> Iterator[sa.Connection]:
@@ -131,8 +176,9 @@ class Writer:
             connection = self.engine.connect()
             connection.execution_options(**{_WRITE: True})
             self._connection = connection
+        file_lock = self._file_lock.held() if self._file_lock else contextlib.nullcontext()
         try:
-            with connection.begin():
+            with file_lock, connection.begin():
                 yield connection
         except BaseException:
             if connection.invalidated:  # the database connection broke: start afresh next time
@@ -145,6 +191,9 @@ class Writer:
             if self._connection is not None:
                 self._connection.close()
                 self._connection = None
+            if self._file_lock is not None:
+                self._file_lock.close()
+                self._file_lock = None
 
 
 class Checkpointer:

@@ -71,4 +71,15 @@ def _process_exists(pid: int) -> bool:
         return True
     except OSError:
         return True  # cannot tell; the lease decides
-    return True
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    """A process that has exited but was not reaped yet (a worker process whose server was
+    killed, waiting for an init that may never reap it) still answers kill(pid, 0)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            # "pid (comm) S ...": the state follows the last ")" (comm may hold ")").
+            return stat.read().rpartition(b")")[2].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False

@@ -404,6 +404,12 @@ class JobStore:
                 self._writer.lock.release()
         return counts.remaining
 
+    def recount_soon(self) -> None:
+        """Another process changed the queue and told this one (a worker process finished a
+        job): the next `queue_remaining` counts again instead of trusting the counts for up to
+        COUNTS_TTL_S."""
+        self._counts.mark_stale()
+
     def _recount(self) -> None:
         """Count from the database; call with the write lock held, so that no write of this
         process lands between the count and its use."""

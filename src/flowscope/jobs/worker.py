@@ -6,8 +6,9 @@ and the history entry → tell the listener. Nothing that goes wrong in a job st
 exception escaping the executor becomes an error in that job's history, and a database error
 makes the worker back off and try again (its job's lease then lapses and recovery re-queues it).
 
-A server runs one worker thread per device (`start`/`stop`); `flowscope worker` runs one in its
-own process against the same store (`run_forever`, or `start` and wait). Stopping is graceful:
+A server runs one worker per device, in a child process by default (`flowscope worker --link-fd`,
+see worker_process.py) or as a thread of its own (`start`/`stop`); `flowscope worker` runs one in
+its own process against the same store (`run_forever`, or `start` and wait). Stopping is graceful:
 the running job may finish until the deadline, and is then interrupted and put back in the
 queue, so a restart runs it again.
 """
@@ -17,12 +18,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
 
 from flowscope.engine import Executor, JobRequest, JobResult
 from flowscope.engine.reporting import JobEvents
 from flowscope.graph.validation import validate_prompt
 from flowscope.jobs import reporting
+from flowscope.jobs.handles import WorkerListener
 from flowscope.jobs.heartbeat import Heartbeat
 from flowscope.jobs.leases import mark_live, mark_stopped
 from flowscope.jobs.model import JobOutcome, QueuedJob
@@ -36,14 +37,6 @@ from flowscope.telemetry.events import Action
 ERROR_BACKOFF_S = 1.0
 # After stop() interrupts the running job: how long to wait for the executor to notice.
 INTERRUPT_GRACE_S = 5.0
-
-
-class WorkerListener(Protocol):
-    def job_started(self, job: QueuedJob) -> None:
-        """Right after the claim, before execution."""
-
-    def job_finished(self, job: QueuedJob, outcome: JobOutcome) -> None:
-        """After the outcome and history entry are stored."""
 
 
 class Worker:

@@ -15,8 +15,8 @@ from flowscope.storage.directories import Directories
 from flowscope.telemetry.bus import EventBus
 
 if TYPE_CHECKING:
+    from flowscope.jobs.handles import WorkerHandle
     from flowscope.jobs.store import JobStore
-    from flowscope.jobs.worker import Worker
     from flowscope.server.submitter import Submitter
     from flowscope.server.websocket import WebSocketHub
     from flowscope.telemetry.setup import Telemetry
@@ -31,7 +31,7 @@ class ServerContext:
     store: JobStore
     hub: WebSocketHub
     model_folders: ModelFolders
-    workers: list[Worker] = field(default_factory=list)
+    workers: list[WorkerHandle] = field(default_factory=list)  # threads or child processes
     telemetry: Telemetry | None = None
     submitter: Submitter | None = None  # stores POST /prompt jobs in batches
     logstore_path: Path | None = None  # the telemetry query API reads it when set

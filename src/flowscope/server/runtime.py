@@ -1,28 +1,35 @@
 """Assembling a running server from its options: folders, node packs, telemetry, the job store,
 the WebSocket hub, the workers and the app. `flowscope serve`, the tests and the benchmarks all
-start a server through `build_runtime`."""
+start a server through `build_runtime`.
+
+Workers are threads of this process unless worker processes are given (`flowscope serve` starts
+one `flowscope worker` child per worker): their events then arrive over their links onto the
+same bus, so the WebSocket messages, logs and metrics are the same either way.
+"""
 
 from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
-from flowscope.engine import Executor, cache_from_spec
+from flowscope.jobs.handles import WorkerHandle
 from flowscope.jobs.leases import make_worker_id
 from flowscope.jobs.model import JobOutcome, QueuedJob
 from flowscope.jobs.store import JobStore
-from flowscope.jobs.worker import Worker
+from flowscope.jobs.worker_process import WorkerProcess
 from flowscope.models import ModelFolders
 from flowscope.nodes.catalog import load_catalog
 from flowscope.nodes.registry import NodeRegistry
 from flowscope.server.app import create_app
 from flowscope.server.context import ServerContext
 from flowscope.server.messages import ExecutionMessages
-from flowscope.server.settings import ServerSettings
+from flowscope.server.settings import ServerSettings, default_database_url
 from flowscope.server.submitter import Submitter
 from flowscope.server.websocket import WebSocketHub
 from flowscope.storage.directories import Directories
@@ -30,11 +37,8 @@ from flowscope.telemetry.bus import EventBus
 from flowscope.telemetry.log_inputs import LogInputs
 from flowscope.telemetry.setup import Telemetry, TelemetryOptions, start_telemetry
 
-DATABASE_FILENAME = "flowscope.db"
-
-
-def default_database_url(directories: Directories) -> str:
-    return f"sqlite:///{directories.base / DATABASE_FILENAME}"
+if TYPE_CHECKING:
+    from flowscope.jobs.worker import Worker
 
 
 class ServerListener:
@@ -88,9 +92,14 @@ def build_runtime(
     lease_s: float = 30.0,
     logstore_path: Path | None = None,
     model_folders: ModelFolders | None = None,
+    worker_processes: Sequence[WorkerProcess] | None = None,
+    fresh_temp: bool = True,
 ) -> ServerRuntime:
-    # ComfyUI's temp folder holds previews of the last session only.
-    shutil.rmtree(directories.temp, ignore_errors=True)
+    """`worker_processes`: run jobs in these (spawned or not; started with the app) instead of
+    `settings.workers` threads. `fresh_temp`: empty the temp folder (ComfyUI's holds previews
+    of the last session only); False when the caller did so before spawning the workers."""
+    if fresh_temp:
+        shutil.rmtree(directories.temp, ignore_errors=True)
     directories.ensure()
     if model_folders is None:
         model_folders = ModelFolders.from_directories(directories, settings.extra_model_paths)
@@ -114,18 +123,17 @@ def build_runtime(
     messages = ExecutionMessages(hub, preview_size=settings.preview_size)
     messages.attach(bus)
     listener = ServerListener(messages, running_telemetry)
-    workers = [
-        Worker(
-            store,
-            Executor(registry, bus=bus, cache=cache_from_spec(cache), log_inputs=log_inputs),
-            registry,
-            worker_id=make_worker_id(index),
-            bus=bus,
-            listener=listener,
-            lease_s=lease_s,
+    workers: list[WorkerHandle]
+    if worker_processes is not None:
+        for process in worker_processes:
+            process.attach(bus, store, listener)
+        workers = list(worker_processes)
+    else:
+        workers = list(
+            _worker_threads(
+                settings.workers, store, registry, bus, listener, cache, log_inputs, lease_s
+            )
         )
-        for index in range(settings.workers)
-    ]
     if logstore_path is None and telemetry is not None:
         logstore_path = telemetry.logstore
     ctx = ServerContext(
@@ -142,3 +150,31 @@ def build_runtime(
         logstore_path=logstore_path,
     )
     return ServerRuntime(ctx, create_app(ctx), messages, [str(item) for item in recovered])
+
+
+def _worker_threads(
+    count: int,
+    store: JobStore,
+    registry: NodeRegistry,
+    bus: EventBus,
+    listener: ServerListener,
+    cache: str,
+    log_inputs: LogInputs,
+    lease_s: float,
+) -> list[Worker]:
+    # Imported here: a server whose workers are processes never loads the engine itself.
+    from flowscope.engine import Executor, cache_from_spec
+    from flowscope.jobs.worker import Worker
+
+    return [
+        Worker(
+            store,
+            Executor(registry, bus=bus, cache=cache_from_spec(cache), log_inputs=log_inputs),
+            registry,
+            worker_id=make_worker_id(index),
+            bus=bus,
+            listener=listener,
+            lease_s=lease_s,
+        )
+        for index in range(count)
+    ]

@@ -6,8 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from flowscope.storage.directories import Directories
+
 DEFAULT_PORT = 8188
 DEFAULT_MAX_UPLOAD_MB = 100
+DATABASE_FILENAME = "flowscope.db"
+
+
+def default_database_url(directories: Directories) -> str:
+    return f"sqlite:///{directories.base / DATABASE_FILENAME}"
 
 
 @dataclass(frozen=True)
@@ -24,6 +31,7 @@ class ServerSettings:
     ready_max_queue: int = 10_000
     preview_size: int = 512
     default_hashing_function: str = "sha256"
-    # The in-process worker count (one per device); 0 when only `flowscope worker` processes run.
+    # Workers the server runs (one per device), as threads or child processes; 0 when only
+    # `flowscope worker` processes started by hand run jobs.
     workers: int = 1
     extra_model_paths: tuple[Path, ...] = ()  # extra_model_paths.yaml files (ComfyUI's format)

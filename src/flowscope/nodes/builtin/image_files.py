@@ -16,10 +16,8 @@ import string
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
-import torch
 from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
 
@@ -31,6 +29,11 @@ from flowscope.storage.directories import (
     safe_join,
     split_annotated_name,
 )
+
+if TYPE_CHECKING:
+    # Imported where used: the server lists these nodes without loading torch (~1.5 s).
+    import numpy as np
+    import torch
 
 # Multi-frame formats whose extra frames are not animation (MPO: the second eye of a 3D photo).
 SINGLE_FRAME_FORMATS = frozenset({"MPO"})
@@ -79,6 +82,8 @@ def image_file_names(folder: Path) -> list[str]:
 
 
 def _frame_rgb(frame: Image.Image) -> np.ndarray:
+    import numpy as np
+
     rgb: np.ndarray
     if frame.mode.startswith("I"):
         # 16-bit greyscale ("I", "I;16", ...): scale the full range to 0..1, grey to RGB.
@@ -90,6 +95,8 @@ def _frame_rgb(frame: Image.Image) -> np.ndarray:
 
 
 def _frame_alpha(frame: Image.Image) -> np.ndarray | None:
+    import numpy as np
+
     if "A" in frame.getbands():
         alpha_band = frame.getchannel("A")
     elif frame.mode == "P" and "transparency" in frame.info:
@@ -106,6 +113,9 @@ def decode_image(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     Frames whose size differs from the first are skipped. The mask is 1 - alpha; an image with
     no alpha at all gets ComfyUI's 64x64 zero mask per frame.
     """
+    import numpy as np
+    import torch
+
     try:
         opened = Image.open(path)
     except UnidentifiedImageError as exc:
@@ -286,6 +296,8 @@ def save_target(root: Path, filename_prefix: str, width: int, height: int) -> Sa
 
 def tensor_to_pil(image: torch.Tensor) -> Image.Image:
     """One [H,W,C] IMAGE in 0..1 as an 8-bit PIL image (values truncated, as ComfyUI does)."""
+    import numpy as np
+
     pixels = np.clip(255.0 * image.detach().cpu().float().numpy(), 0, 255).astype(np.uint8)
     channels = pixels.shape[-1]
     if not 1 <= channels <= 4:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
 from PIL import Image
+
+if TYPE_CHECKING:
+    # Imported where used: the server lists these nodes without loading torch (~1.5 s).
+    import torch
 
 # ComfyUI's MAX_RESOLUTION: the largest width/height its image and mask widgets accept.
 MAX_RESOLUTION = 16384
@@ -42,6 +44,9 @@ def center_crop(samples: torch.Tensor, width: int, height: int) -> torch.Tensor:
 
 def _lanczos(samples: torch.Tensor, width: int, height: int) -> torch.Tensor:
     """Lanczos through PIL, one 8-bit plane at a time, so any channel count works."""
+    import numpy as np
+    import torch
+
     frames = []
     for frame in samples:
         planes = []
@@ -59,6 +64,8 @@ def resize_samples(
     samples: torch.Tensor, width: int, height: int, method: str, crop: str
 ) -> torch.Tensor:
     """Resize [B,C,H,W] samples the way ComfyUI's `common_upscale` does (no antialiasing)."""
+    import torch
+
     if method not in UPSCALE_METHODS:
         raise ValueError(
             f"unknown upscale_method {method!r}; expected one of {', '.join(UPSCALE_METHODS)}"
@@ -99,6 +106,8 @@ class EmptyImage:
     def generate(
         self, width: int, height: int, batch_size: int = 1, color: int = 0
     ) -> tuple[torch.Tensor]:
+        import torch
+
         rgb = torch.tensor(
             [((color >> 16) & 0xFF) / 0xFF, ((color >> 8) & 0xFF) / 0xFF, (color & 0xFF) / 0xFF],
             dtype=torch.float32,
@@ -178,6 +187,8 @@ class ImageInvert:
 
 def _pad_alpha(image: torch.Tensor, channels: int) -> torch.Tensor:
     """Add opaque alpha so an RGB batch can join an RGBA one."""
+    import torch
+
     missing = channels - image.shape[-1]
     return torch.nn.functional.pad(image, (0, missing), mode="constant", value=1.0)
 
@@ -192,6 +203,8 @@ class ImageBatch:
     CATEGORY = "image"
 
     def batch(self, image1: torch.Tensor, image2: torch.Tensor) -> tuple[torch.Tensor]:
+        import torch
+
         image1 = as_image_batch(image1, "ImageBatch", "image1")
         image2 = as_image_batch(image2, "ImageBatch", "image2")
         # RGB joined with RGBA: pad the RGB side with opaque alpha instead of failing.
@@ -248,6 +261,8 @@ class RebatchImages:
     CATEGORY = "image/batch"
 
     def rebatch(self, images: list[torch.Tensor], batch_size: list[int]) -> tuple[list[Any]]:
+        import torch
+
         size = batch_size[0]
         frames = [frame for batch in images for frame in as_image_batch(batch, "RebatchImages")]
         batches: list[torch.Tensor] = []

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from flowscope.nodes.builtin.images import MAX_RESOLUTION, as_image_batch
+
+if TYPE_CHECKING:
+    # Imported where used: the server lists these nodes without loading torch (~1.5 s).
+    import torch
 
 CHANNELS = ["red", "green", "blue", "alpha"]
 
@@ -32,6 +34,8 @@ class SolidMask:
     FUNCTION = "solid"
 
     def solid(self, value: float, width: int, height: int) -> tuple[torch.Tensor]:
+        import torch
+
         return (torch.full((1, height, width), value, dtype=torch.float32),)
 
 

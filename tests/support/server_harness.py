@@ -17,6 +17,7 @@ import httpx
 import testing_nodes
 import uvicorn
 
+from flowscope.models.manager import ModelManager
 from flowscope.nodes.catalog import load_catalog
 from flowscope.nodes.registry import NodeRegistry
 from flowscope.server.runtime import ServerRuntime, build_runtime
@@ -25,8 +26,10 @@ from flowscope.storage.directories import Directories
 from flowscope.telemetry.setup import TelemetryOptions
 
 
-def registry_for_tests(directories: Directories) -> NodeRegistry:
-    registry, _packs = load_catalog(directories)
+def registry_for_tests(
+    directories: Directories, models: ModelManager | None = None
+) -> NodeRegistry:
+    registry, _packs = load_catalog(directories, models=models)
     registry.register_mappings(testing_nodes.NODE_CLASS_MAPPINGS, python_module="tests")
     return registry
 
@@ -106,6 +109,7 @@ def live_server(
     base: Path,
     *,
     telemetry: TelemetryOptions | None = None,
+    models: ModelManager | None = None,
     **settings: Any,
 ) -> Iterator[LiveServer]:
     directories = Directories.under(base)
@@ -113,8 +117,9 @@ def live_server(
     runtime = build_runtime(
         ServerSettings(**settings),
         directories,
-        registry=registry_for_tests(directories),
+        registry=registry_for_tests(directories, models),
         telemetry=telemetry,
+        models=models,
     )
     server = LiveServer(runtime).start()
     try:

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from flowscope import __version__
+from flowscope.cli.model_options import add_model_arguments
 from flowscope.cli.telemetry_options import add_telemetry_arguments
 
 DEFAULT_BASE_DIRECTORY = "./flowscope-data"
@@ -72,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
         help="list every node in the timing table (by default, past 30 nodes, the slowest 30)",
     )
     run.add_argument("--quiet", action="store_true", help="no live progress display")
+    add_model_arguments(run)
     add_telemetry_arguments(run)
 
     from flowscope.cli.serve import add_serve_arguments, add_worker_arguments

@@ -19,6 +19,7 @@ from flowscope.cli.display import (
     print_validation_errors,
     timing_table,
 )
+from flowscope.cli.model_options import model_manager
 from flowscope.cli.overrides import OverrideError, apply_overrides, parse_override
 from flowscope.cli.startup import load_nodes
 from flowscope.cli.telemetry_options import telemetry_options
@@ -26,6 +27,7 @@ from flowscope.engine import Executor, JobRequest, JobResult, cache_from_spec
 from flowscope.engine.gc_tuning import tune_collector
 from flowscope.graph.document import DocumentError, load_document
 from flowscope.graph.validation import validate_prompt
+from flowscope.models.folders import ModelFolders
 from flowscope.storage.directories import Directories
 from flowscope.telemetry.bus import EventBus
 from flowscope.telemetry.setup import start_telemetry
@@ -54,8 +56,13 @@ def run_command(args: argparse.Namespace) -> int:
         console.print(f"[bold red]error:[/] {exc}")
         return EXIT_INVALID
 
+    models = model_manager(args, ModelFolders.from_directories(directories))
     registry = load_nodes(
-        directories, console, save_metadata=not args.disable_metadata, quiet=args.json
+        directories,
+        console,
+        save_metadata=not args.disable_metadata,
+        quiet=args.json,
+        models=models,
     )
 
     try:
@@ -79,6 +86,7 @@ def run_command(args: argparse.Namespace) -> int:
     if loaded.workflow is not None:
         extra_data["extra_pnginfo"] = {"workflow": loaded.workflow}
     bus = EventBus()
+    models.attach_bus(bus)  # model.loaded / cache_hit events in the log and the live display
     executor = Executor(registry, bus=bus, cache=cache, log_inputs=args.log_inputs)
     try:
         telemetry = start_telemetry(bus, telemetry_config)

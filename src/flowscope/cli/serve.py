@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flowscope.cli.display import make_console
+from flowscope.cli.model_options import add_model_arguments, model_arguments, model_manager
 from flowscope.cli.telemetry_options import add_telemetry_arguments, telemetry_options
 from flowscope.jobs.link import LINK_FD_FLAG
 from flowscope.server.settings import (
@@ -59,10 +60,10 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--disable-metadata", action="store_true", help="do not embed the workflow in PNGs"
     )
-    parser.add_argument("--cpu", action="store_true", help="run models on the CPU only")
     parser.add_argument(
         "--database-url", help="the job store (default sqlite:///BASE/flowscope.db)"
     )
+    add_model_arguments(parser)
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -163,8 +164,7 @@ def worker_process_command(args: argparse.Namespace, database_url: str) -> list[
         command += ["--cache-ram", str(args.cache_ram)]
     if args.disable_metadata:
         command.append("--disable-metadata")
-    if args.cpu:
-        command.append("--cpu")
+    command += model_arguments(args)
     command += ["--log-inputs", args.log_inputs, "--nice", str(args.worker_nice)]
     return command
 
@@ -300,11 +300,13 @@ def _build_runtime(
     from flowscope.server.runtime import build_runtime
 
     model_folders = ModelFolders.from_directories(directories, settings.extra_model_paths)
+    models = model_manager(args, model_folders)
     registry = load_nodes(
         directories,
         console,
         save_metadata=not settings.disable_metadata,
         extra_custom_node_folders=model_folders.extra_custom_node_folders,
+        models=models,
     )
     return build_runtime(
         settings,
@@ -315,6 +317,7 @@ def _build_runtime(
         cache=cache_spec(args),
         log_inputs=args.log_inputs,
         model_folders=model_folders,
+        models=models,
         worker_processes=processes if not args.worker_threads else None,
         fresh_temp=False,
     )
@@ -369,11 +372,13 @@ def worker_command(args: argparse.Namespace) -> int:
     except ValueError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         return EXIT_FAILED
+    models = model_manager(args, model_folders)
     registry = load_nodes(
         directories,
         console,
         save_metadata=not args.disable_metadata,
         extra_custom_node_folders=model_folders.extra_custom_node_folders,
+        models=models,
     )
     if args.nice:
         # Here, after start-up and before the worker's threads exist (they inherit it).
@@ -383,11 +388,20 @@ def worker_command(args: argparse.Namespace) -> int:
     telemetry = start_telemetry(bus, options) if link is None else None
     if link is not None:
         link.forward(bus)
+    models.attach_bus(bus)
     store = JobStore(args.database_url or default_database_url(directories), bus=bus)
     executor = Executor(
         registry, bus=bus, cache=cache_from_spec(cache_spec(args)), log_inputs=args.log_inputs
     )
-    worker = Worker(store, executor, registry, worker_id=make_worker_id(0), bus=bus, listener=link)
+    worker = Worker(
+        store,
+        executor,
+        registry,
+        worker_id=make_worker_id(0),
+        bus=bus,
+        listener=link,
+        unload_models=models.free,
+    )
     tune_collector()
     stop = threading.Event()
     requested: list[Stop] = []

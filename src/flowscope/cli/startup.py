@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
@@ -16,6 +17,9 @@ from flowscope.nodes.loader import (
 from flowscope.nodes.registry import NodeRegistry
 from flowscope.storage.directories import Directories
 
+if TYPE_CHECKING:
+    from flowscope.models.manager import ModelManager
+
 
 def load_nodes(
     directories: Directories,
@@ -24,15 +28,18 @@ def load_nodes(
     save_metadata: bool = True,
     quiet: bool = False,
     extra_custom_node_folders: Sequence[Path] = (),
+    models: ModelManager | None = None,
 ) -> NodeRegistry:
     """Run prestartup scripts and load every node pack, reporting each pack's time and errors
-    (failed packs are reported with their traceback; the others load regardless)."""
+    (failed packs are reported with their traceback; the others load regardless). The Stable
+    Diffusion pack loads through `models` (default: the base directory's folders, defaults)."""
     folders = [directories.custom_nodes, *extra_custom_node_folders]
     prestartup = run_prestartup_scripts(folders)
     registry, packs = load_catalog(
         directories,
         save_metadata=save_metadata,
         extra_custom_node_folders=extra_custom_node_folders,
+        models=models,
     )
     if not quiet:
         if prestartup:

@@ -1,5 +1,9 @@
 """Loading models by their folder name for the node pack: resolves names through the model
-folders, loads each file once through the memory-budget cache, and places it on the device."""
+folders, loads each file once through the memory-budget cache, and places it on the device.
+
+Torch and the model code are imported by the methods that load (or place) a model: building the
+node catalog and listing model files never pay for them (~1.5 s).
+"""
 
 from __future__ import annotations
 
@@ -7,24 +11,24 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import torch
-
-from flowscope.models.cache import ModelCache
-from flowscope.models.components import (
-    ControlNet,
-    DiffusionModel,
-    ImageAutoencoder,
-    Placement,
-    TextEncoder,
-)
-from flowscope.models.devices import choose_device, compute_dtype, default_budget_bytes
-from flowscope.models.families import CheckpointFamily
 from flowscope.models.folders import ModelFolders
-from flowscope.models.patching import PatchedModule
 from flowscope.storage.directories import PathEscapeError
-from flowscope.telemetry.bus import EventBus
+
+if TYPE_CHECKING:
+    import torch
+
+    from flowscope.models.cache import ModelCache
+    from flowscope.models.components import (
+        ControlNet,
+        DiffusionModel,
+        ImageAutoencoder,
+        Placement,
+        TextEncoder,
+    )
+    from flowscope.models.families import CheckpointFamily
+    from flowscope.telemetry.bus import EventBus
 
 T = TypeVar("T")
 
@@ -72,6 +76,9 @@ class ModelManager:
     @property
     def placement(self) -> Placement:
         # Chosen on first use, so building the catalog never touches a GPU.
+        from flowscope.models.components import Placement
+        from flowscope.models.devices import choose_device, compute_dtype
+
         with self._lock:
             if self._placement is None:
                 device = choose_device(force_cpu=self.settings.force_cpu)
@@ -82,6 +89,9 @@ class ModelManager:
 
     @property
     def cache(self) -> ModelCache:
+        from flowscope.models.cache import ModelCache
+        from flowscope.models.devices import default_budget_bytes
+
         placement = self.placement
         with self._lock:
             if self._cache is None:
@@ -116,6 +126,8 @@ class ModelManager:
 
     def _load_checkpoint(self, path: Path) -> _Checkpoint:
         from flowscope.models.checkpoint import load_checkpoint
+        from flowscope.models.components import DiffusionModel, ImageAutoencoder, TextEncoder
+        from flowscope.models.patching import PatchedModule
         from flowscope.models.text.tokenizer import ClipTokenizer
 
         placement = self.placement
@@ -151,6 +163,7 @@ class ModelManager:
 
     def _load_vae(self, path: Path) -> ImageAutoencoder:
         from flowscope.models.checkpoint import load_vae
+        from flowscope.models.components import ImageAutoencoder
 
         placement = self.placement
         # The scaling factor belongs to the MODEL's latent space, not to the VAE node's value.
@@ -171,6 +184,7 @@ class ModelManager:
         return self._cached("controlnet", name, "controlnet", self._load_controlnet)
 
     def _load_controlnet(self, path: Path) -> ControlNet:
+        from flowscope.models.components import ControlNet
         from flowscope.models.controlnet_files import load_controlnet
 
         placement = self.placement

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +24,7 @@ from flowscope.jobs.model import JobOutcome, QueuedJob
 from flowscope.jobs.store import JobStore
 from flowscope.jobs.worker_process import WorkerProcess
 from flowscope.models import ModelFolders
+from flowscope.models.manager import ModelManager
 from flowscope.nodes.catalog import load_catalog
 from flowscope.nodes.registry import NodeRegistry
 from flowscope.server.app import create_app
@@ -92,24 +93,32 @@ def build_runtime(
     lease_s: float = 30.0,
     logstore_path: Path | None = None,
     model_folders: ModelFolders | None = None,
+    models: ModelManager | None = None,
     worker_processes: Sequence[WorkerProcess] | None = None,
     fresh_temp: bool = True,
 ) -> ServerRuntime:
-    """`worker_processes`: run jobs in these (spawned or not; started with the app) instead of
-    `settings.workers` threads. `fresh_temp`: empty the temp folder (ComfyUI's holds previews
-    of the last session only); False when the caller did so before spawning the workers."""
+    """`models`: what the Stable Diffusion pack of `registry` loads through (worker threads
+    unload it on `/free`, and its `model.*` events join the server's); built from the model
+    folders when the registry is built here. `worker_processes`: run jobs in these (spawned
+    or not; started with the app) instead of `settings.workers` threads. `fresh_temp`: empty
+    the temp folder (ComfyUI's holds previews of the last session only); False when the caller
+    did so before spawning the workers."""
     if fresh_temp:
         shutil.rmtree(directories.temp, ignore_errors=True)
     directories.ensure()
     if model_folders is None:
         model_folders = ModelFolders.from_directories(directories, settings.extra_model_paths)
     if registry is None:
+        models = models or ModelManager(model_folders)
         registry, _packs = load_catalog(
             directories,
             save_metadata=not settings.disable_metadata,
             extra_custom_node_folders=model_folders.extra_custom_node_folders,
+            models=models,
         )
     bus = EventBus()
+    if models is not None:
+        models.attach_bus(bus)
     running_telemetry = start_telemetry(bus, telemetry) if telemetry is not None else None
     store = JobStore(database_url or default_database_url(directories), bus=bus)
     recovered = store.recover()
@@ -131,7 +140,15 @@ def build_runtime(
     else:
         workers = list(
             _worker_threads(
-                settings.workers, store, registry, bus, listener, cache, log_inputs, lease_s
+                settings.workers,
+                store,
+                registry,
+                bus,
+                listener,
+                cache=cache,
+                log_inputs=log_inputs,
+                lease_s=lease_s,
+                unload_models=models.free if models is not None else None,
             )
         )
     if logstore_path is None and telemetry is not None:
@@ -158,9 +175,11 @@ def _worker_threads(
     registry: NodeRegistry,
     bus: EventBus,
     listener: ServerListener,
+    *,
     cache: str,
     log_inputs: LogInputs,
     lease_s: float,
+    unload_models: Callable[[], None] | None,
 ) -> list[Worker]:
     # Imported here: a server whose workers are processes never loads the engine itself.
     from flowscope.engine import Executor, cache_from_spec
@@ -175,6 +194,7 @@ def _worker_threads(
             bus=bus,
             listener=listener,
             lease_s=lease_s,
+            unload_models=unload_models,
         )
         for index in range(count)
     ]

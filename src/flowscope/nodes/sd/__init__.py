@@ -2,14 +2,21 @@
 latent, VAE and sampler nodes, on diffusers' model classes with our own samplers.
 
 `sd_nodes()` is the only entry point. Loader nodes get subclasses bound to the given
-`ModelManager`, so two flowscope instances in one process never share model folders. Nothing here
-imports diffusers or transformers until a model is loaded.
+`ModelManager`, so two flowscope instances in one process never share model folders.
+
+Node modules import only light modules at top level: torch (and diffusers, transformers) loads
+when a node's FUNCTION runs, directly or through `denoise.py`, `guidance.py`, `sampling/` and
+`models/`, and the combo lists live in the torch-free `choices.py`. Listing the nodes stays fast.
 """
 
 from __future__ import annotations
 
-from flowscope.models.manager import ModelManager
+from typing import TYPE_CHECKING
+
 from flowscope.nodes.sd import conditioning, latents, loaders, sampler_nodes, vae_nodes
+
+if TYPE_CHECKING:
+    from flowscope.models.manager import ModelManager
 
 __all__ = ["sd_nodes"]
 

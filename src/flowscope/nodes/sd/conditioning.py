@@ -3,12 +3,13 @@ attaching ControlNets to them (the CONDITIONING list format custom nodes expect)
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-from flowscope.models.components import ControlHint, ControlNet, TextEncoder
-from flowscope.nodes.sd.guidance import Conditioning
+    from flowscope.models.components import ControlNet, TextEncoder
+    from flowscope.nodes.sd.guidance import Conditioning
 
 _NO_CLIP = (
     "ERROR: clip input is invalid: None\n\nIf the clip is from a checkpoint loader node your "
@@ -95,6 +96,9 @@ def with_control(
 ) -> Conditioning:
     """A copy of `conditioning` whose entries also apply `control_net` (chained after any
     ControlNet already there)."""
+    # Imported here: the components module loads torch, which listing the nodes must not.
+    from flowscope.models.components import ControlHint
+
     result = []
     for cond, options in conditioning:
         options = dict(options)

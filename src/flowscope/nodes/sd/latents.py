@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from flowscope.nodes.builtin.images import CROP_METHODS, MAX_RESOLUTION, center_crop, resize_samples
+from flowscope.nodes.sd.choices import LATENT_UPSCALE_METHODS
+
+if TYPE_CHECKING:
+    # Imported where used: the server lists these nodes without loading torch (~1.5 s).
+    import torch
 
 Latent = dict[str, Any]
 
-LATENT_UPSCALE_METHODS = ["nearest-exact", "bilinear", "area", "bicubic", "bislerp"]
 LATENT_CHANNELS = 4
 
 
@@ -40,6 +42,8 @@ class EmptyLatentImage:
     CATEGORY = "latent"
 
     def generate(self, width: int, height: int, batch_size: int = 1) -> tuple[Latent]:
+        import torch
+
         samples = torch.zeros([batch_size, LATENT_CHANNELS, height // 8, width // 8])
         return ({"samples": samples},)
 
@@ -47,6 +51,8 @@ class EmptyLatentImage:
 def slerp(start: torch.Tensor, end: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Spherical interpolation of channel vectors (dim 1), magnitudes interpolated linearly:
     keeps latents' per-pixel norm, which bilinear blending shrinks."""
+    import torch
+
     start_norm = start.norm(dim=1, keepdim=True)
     end_norm = end.norm(dim=1, keepdim=True)
     a = start / start_norm.clamp_min(1e-12)
@@ -63,6 +69,8 @@ def slerp(start: torch.Tensor, end: torch.Tensor, weight: torch.Tensor) -> torch
 
 
 def _bislerp_axis(samples: torch.Tensor, size: int, axis: int) -> torch.Tensor:
+    import torch
+
     old = samples.shape[axis]
     if old == size:
         return samples

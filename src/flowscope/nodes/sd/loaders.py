@@ -6,10 +6,16 @@ loads each file once through the memory-budget cache and refuses pickles unless 
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from flowscope.models.components import ControlNet, DiffusionModel, ImageAutoencoder, TextEncoder
-from flowscope.models.manager import ModelManager
+if TYPE_CHECKING:
+    from flowscope.models.components import (
+        ControlNet,
+        DiffusionModel,
+        ImageAutoencoder,
+        TextEncoder,
+    )
+    from flowscope.models.manager import ModelManager
 
 
 class ModelLoaderNode:

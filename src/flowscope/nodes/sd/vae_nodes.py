@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    # Imported where used: the server lists these nodes without loading torch (~1.5 s).
+    import torch
 
-from flowscope.models.components import ImageAutoencoder
-from flowscope.nodes.sd.latents import Latent
+    from flowscope.models.components import ImageAutoencoder
+    from flowscope.nodes.sd.latents import Latent
 
 # Pixels per latent pixel for every supported family.
 DOWNSCALE = 8
@@ -97,6 +99,8 @@ class VAEEncodeForInpaint:
     def encode(
         self, vae: ImageAutoencoder, pixels: torch.Tensor, mask: torch.Tensor, grow_mask_by: int = 6
     ) -> tuple[Latent]:
+        import torch
+
         pixels = _image_batch(pixels, "VAEEncodeForInpaint")
         height, width = pixels.shape[1], pixels.shape[2]
         mask = mask.reshape(-1, 1, mask.shape[-2], mask.shape[-1]).float()

@@ -4,6 +4,7 @@ workflows and subgraphs."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import sys
@@ -243,7 +244,20 @@ def memory() -> tuple[int, int]:
 
 
 def _torch_devices(ram_total: int, ram_free: int) -> tuple[str, list[dict[str, Any]]]:
-    import torch  # here: the server itself needs no torch until someone asks
+    cpu = {
+        "name": "cpu",
+        "type": "cpu",
+        "index": None,
+        "vram_total": ram_total,
+        "vram_free": ram_free,
+        "torch_vram_total": ram_total,
+        "torch_vram_free": ram_free,
+    }
+    if "torch" not in sys.modules and not _may_have_gpu():
+        # The editor asks on every page load: a server whose jobs run in a worker process
+        # would otherwise load torch (~1.5 s, hundreds of MB) only to say "cpu".
+        return _installed_version("torch"), [cpu]
+    import torch
 
     if torch.cuda.is_available():
         devices = []
@@ -263,16 +277,19 @@ def _torch_devices(ram_total: int, ram_free: int) -> tuple[str, list[dict[str, A
                 }
             )
         return str(torch.__version__), devices
-    cpu = {
-        "name": "cpu",
-        "type": "cpu",
-        "index": None,
-        "vram_total": ram_total,
-        "vram_free": ram_free,
-        "torch_vram_total": ram_total,
-        "torch_vram_free": ram_free,
-    }
     return str(torch.__version__), [cpu]
+
+
+def _may_have_gpu() -> bool:
+    """An NVIDIA driver is loaded, or this is a Mac (MPS): only torch can say more."""
+    return sys.platform == "darwin" or os.path.exists("/proc/driver/nvidia")
+
+
+def _installed_version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return ""
 
 
 # --- model files ------------------------------------------------------------------------------

@@ -9,15 +9,11 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from flowscope.nodes.sd.choices import SAMPLER_NAMES, SCHEDULER_NAMES
 from flowscope.nodes.sd.sampling.model_sampling import DiscreteSchedule
 from flowscope.nodes.sd.sampling.noise import cpu_generator, prepare_noise
-from flowscope.nodes.sd.sampling.samplers import (
-    SAMPLER_NAMES,
-    Denoiser,
-    StepCallback,
-    run_sampler,
-)
-from flowscope.nodes.sd.sampling.schedules import SCHEDULER_NAMES, compute_sigmas
+from flowscope.nodes.sd.sampling.samplers import Denoiser, StepCallback, run_sampler
+from flowscope.nodes.sd.sampling.schedules import compute_sigmas
 
 # Samplers that get one extra step and skip the second-to-last sigma (their last step would be
 # tiny otherwise), as in ComfyUI.

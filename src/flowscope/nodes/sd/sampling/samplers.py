@@ -9,6 +9,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from flowscope.nodes.sd.choices import SAMPLER_NAMES, check_implemented
 from flowscope.nodes.sd.sampling import _multistep
 from flowscope.nodes.sd.sampling._stepping import (
     Denoiser,
@@ -310,6 +311,6 @@ _SAMPLERS: dict[str, SamplerFunction] = {
     "uni_pc_bh2": _multistep.uni_pc_bh2,
 }
 
-SAMPLER_NAMES: list[str] = list(_SAMPLERS)
+check_implemented("sampler", _SAMPLERS, SAMPLER_NAMES)
 
 _TWO_STAGE = frozenset({"heun", "dpm_2", "dpm_2_ancestral", "dpmpp_2s_ancestral", "dpmpp_sde"})

@@ -10,19 +10,8 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
+from flowscope.nodes.sd.choices import SCHEDULER_NAMES, check_implemented
 from flowscope.nodes.sd.sampling.model_sampling import DiscreteSchedule
-
-SCHEDULER_NAMES: list[str] = [
-    "simple",
-    "sgm_uniform",
-    "karras",
-    "exponential",
-    "ddim_uniform",
-    "beta",
-    "normal",
-    "linear_quadratic",
-    "kl_optimal",
-]
 
 
 def karras_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> Tensor:
@@ -174,6 +163,7 @@ _HANDLERS: dict[str, Callable[[DiscreteSchedule, int], Tensor]] = {
     "linear_quadratic": _linear_quadratic,
     "kl_optimal": _kl_optimal,
 }
+check_implemented("scheduler", _HANDLERS, SCHEDULER_NAMES)
 
 
 @lru_cache(maxsize=64)

@@ -25,7 +25,7 @@ from flowscope.server.settings import ServerSettings, default_database_url
 from flowscope.storage.directories import Directories
 from flowscope.telemetry.setup import TelemetryOptions
 
-SUPPORT = Path(__file__).parents[1] / "support"
+SUPPORT = Path(__file__).parent
 START_S = 60.0  # the child loads torch (the SD pack) before it takes jobs
 
 
@@ -82,13 +82,19 @@ def serve(
 
 @contextmanager
 def live_process_server(
-    base: Path, *, telemetry: TelemetryOptions | None = None, **settings: Any
+    base: Path,
+    *worker_flags: str,
+    telemetry: TelemetryOptions | None = None,
+    **settings: Any,
 ) -> Iterator[LiveServer]:
+    """`worker_flags`: more `flowscope worker` options (say `--cpu`)."""
     directories = Directories.under(install_test_pack(base))
     directories.ensure()
     registry, packs = load_catalog(directories)
     assert not [pack.error for pack in packs if pack.error]
-    worker = command("worker", base, "--database-url", default_database_url(directories))
+    worker = command(
+        "worker", base, "--database-url", default_database_url(directories), *worker_flags
+    )
     processes = [WorkerProcess(worker) for _ in range(settings.get("workers", 1))]
     runtime = build_runtime(
         ServerSettings(**settings),

@@ -20,6 +20,7 @@ import uvicorn
 from flowscope.models.manager import ModelManager
 from flowscope.nodes.catalog import load_catalog
 from flowscope.nodes.registry import NodeRegistry
+from flowscope.server.http_protocol import JoinedWritesHttpToolsProtocol
 from flowscope.server.runtime import ServerRuntime, build_runtime
 from flowscope.server.settings import ServerSettings
 from flowscope.storage.directories import Directories
@@ -39,7 +40,10 @@ def serve_app(app: Any) -> Iterator[str]:
     """Any ASGI `app` behind a real uvicorn on a free 127.0.0.1 port, in a background thread;
     yields its base URL."""
     sock = socket.create_server(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    config = uvicorn.Config(
+        app, http=JoinedWritesHttpToolsProtocol, log_level="warning", access_log=False
+    )
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -63,7 +67,10 @@ class LiveServer:
         self.port = self._socket.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}/ws"
-        config = uvicorn.Config(runtime.app, log_level="warning", access_log=False)
+        # The protocol `flowscope serve` runs, so every server test goes through it.
+        config = uvicorn.Config(
+            runtime.app, http=JoinedWritesHttpToolsProtocol, log_level="warning", access_log=False
+        )
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._serve, name="test-server", daemon=True)
         self.client = httpx.Client(base_url=self.url, timeout=30)

@@ -241,8 +241,11 @@ def serve_command(args: argparse.Namespace) -> int:
     if runtime.recovered:
         console.print(f"recovered {len(runtime.recovered)} job(s) left running by a stopped server")
     scheme = "https" if args.tls_certfile else "http"
+    from flowscope.server.http_protocol import JoinedWritesHttpToolsProtocol
+
     config = uvicorn.Config(
         runtime.app,
+        http=JoinedWritesHttpToolsProtocol,
         log_level="warning",
         access_log=False,  # every request is an http.request event instead
         proxy_headers=False,  # X-Forwarded-* is trusted only behind a configured proxy

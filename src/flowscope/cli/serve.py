@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from flowscope.jobs.worker_process import WorkerProcess
+    from flowscope.models import ModelFolders
+    from flowscope.models.manager import ModelManager
+    from flowscope.nodes.registry import NodeRegistry
     from flowscope.server.runtime import ServerRuntime
     from flowscope.telemetry.setup import TelemetryOptions
 
@@ -298,19 +301,9 @@ def _build_runtime(
     options: TelemetryOptions,
     processes: list[WorkerProcess],
 ) -> ServerRuntime:
-    from flowscope.cli.startup import load_nodes
-    from flowscope.models import ModelFolders
     from flowscope.server.runtime import build_runtime
 
-    model_folders = ModelFolders.from_directories(directories, settings.extra_model_paths)
-    models = model_manager(args, model_folders)
-    registry = load_nodes(
-        directories,
-        console,
-        save_metadata=not settings.disable_metadata,
-        extra_custom_node_folders=model_folders.extra_custom_node_folders,
-        models=models,
-    )
+    registry, models, model_folders = _load_nodes(args, console, directories)
     return build_runtime(
         settings,
         directories,
@@ -324,6 +317,27 @@ def _build_runtime(
         worker_processes=processes if not args.worker_threads else None,
         fresh_temp=False,
     )
+
+
+def _load_nodes(
+    args: argparse.Namespace, console: Console, directories: Directories
+) -> tuple[NodeRegistry, ModelManager, ModelFolders]:
+    """The node catalog of a server or worker, its SD pack loading through a `ModelManager`
+    with the model flags and folders (extra_model_paths.yaml included) of `args`."""
+    from flowscope.cli.startup import load_nodes
+    from flowscope.models import ModelFolders
+
+    extra_paths = tuple(Path(path) for path in args.extra_model_paths_config)
+    folders = ModelFolders.from_directories(directories, extra_paths)
+    models = model_manager(args, folders)
+    registry = load_nodes(
+        directories,
+        console,
+        save_metadata=not args.disable_metadata,
+        extra_custom_node_folders=folders.extra_custom_node_folders,
+        models=models,
+    )
+    return registry, models, folders
 
 
 def _bind(hosts: str, port: int) -> list[socket.socket]:
@@ -344,7 +358,6 @@ def _bind(hosts: str, port: int) -> list[socket.socket]:
 
 
 def worker_command(args: argparse.Namespace) -> int:
-    from flowscope.cli.startup import load_nodes
     from flowscope.engine import Executor, cache_from_spec
     from flowscope.engine.gc_tuning import tune_collector
     from flowscope.jobs.leases import make_worker_id
@@ -352,7 +365,6 @@ def worker_command(args: argparse.Namespace) -> int:
     from flowscope.jobs.server_link import ServerLink
     from flowscope.jobs.store import JobStore
     from flowscope.jobs.worker import Worker
-    from flowscope.models import ModelFolders
     from flowscope.telemetry.bus import EventBus
     from flowscope.telemetry.setup import start_telemetry
 
@@ -369,20 +381,10 @@ def worker_command(args: argparse.Namespace) -> int:
     directories.ensure()
     try:
         options = telemetry_options(args, directories)
-        model_folders = ModelFolders.from_directories(
-            directories, tuple(Path(p) for p in args.extra_model_paths_config)
-        )
+        registry, models, _folders = _load_nodes(args, console, directories)
     except ValueError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         return EXIT_FAILED
-    models = model_manager(args, model_folders)
-    registry = load_nodes(
-        directories,
-        console,
-        save_metadata=not args.disable_metadata,
-        extra_custom_node_folders=model_folders.extra_custom_node_folders,
-        models=models,
-    )
     if args.nice:
         # Here, after start-up and before the worker's threads exist (they inherit it).
         os.nice(args.nice)

@@ -5,15 +5,18 @@ processes a server starts."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from flowscope.cli import _parser
+from flowscope.cli.display import make_console
 from flowscope.cli.model_options import model_settings
-from flowscope.cli.serve import worker_process_command
+from flowscope.cli.serve import _load_nodes, worker_process_command
 from flowscope.models.manager import ModelSettings
+from flowscope.storage.directories import Directories
 
 GB = 1024**3
 
@@ -77,3 +80,25 @@ def test_a_servers_worker_processes_get_the_same_settings(
     worker = parse(*command[command.index("worker") :])
     assert model_settings(worker) == model_settings(server)
     assert model_settings(server).force_cpu is cpu
+
+
+def test_the_sd_pack_loads_from_extra_model_paths(tmp_path: Path) -> None:
+    """The SD loaders list and resolve models from the server's folders, extra_model_paths.yaml
+    included (not only from the base directory)."""
+    shared = tmp_path / "shared-models" / "checkpoints"
+    shared.mkdir(parents=True)
+    (shared / "elsewhere.safetensors").write_bytes(b"")
+    config = tmp_path / "extra_model_paths.yaml"
+    config.write_text(
+        f"shared:\n  base_path: {tmp_path / 'shared-models'}\n  checkpoints: checkpoints\n"
+    )
+    base = tmp_path / "base"
+    args = parse("worker", "--base-directory", str(base), "--extra-model-paths-config", str(config))
+    directories = Directories.under(base)
+    directories.ensure()
+    registry, models, _folders = _load_nodes(args, make_console(stderr=True), directories)
+    loader = registry.get("CheckpointLoaderSimple")
+    assert loader is not None
+    (names, *_rest) = loader.INPUT_TYPES()["required"]["ckpt_name"]
+    assert "elsewhere.safetensors" in names
+    assert models.path("checkpoints", "elsewhere.safetensors") == shared / "elsewhere.safetensors"

@@ -69,12 +69,14 @@ def text_to_image(
     cfg: float = 7.0,
     batch: int = 1,
     prefix: str = "test",
+    positive: str = "a red cat",
+    negative: str = "blurry",
 ) -> dict[str, Any]:
     """ComfyUI's default text-to-image graph (API format), small."""
     return {
         "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ckpt}},
-        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red cat", "clip": ["4", 1]}},
-        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["4", 1]}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": positive, "clip": ["4", 1]}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": negative, "clip": ["4", 1]}},
         "5": {
             "class_type": "EmptyLatentImage",
             "inputs": {"width": size, "height": size, "batch_size": batch},

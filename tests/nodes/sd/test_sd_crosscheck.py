@@ -25,6 +25,7 @@ from sd_support import (
     sd_pipeline,
     sdxl_pipeline,
 )
+from sd_world import text_to_image
 from torch import Tensor
 
 from flowscope.models.components import DiffusionModel
@@ -335,38 +336,15 @@ def test_euler_with_diffusers_sigmas_and_timesteps_matches_the_pipeline(
 
 def _default_workflow(sd: SDHarness, *, seed: int, steps: int) -> dict[str, Any]:
     """ComfyUI's default text-to-image workflow (API format) on the tiny model, at 64×64."""
-    return {
-        "4": {
-            "class_type": "CheckpointLoaderSimple",
-            "inputs": {"ckpt_name": sd.tiny.checkpoint.name},
-        },
-        "5": {
-            "class_type": "EmptyLatentImage",
-            "inputs": {"width": 64, "height": 64, "batch_size": 1},
-        },
-        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": POSITIVE, "clip": ["4", 1]}},
-        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": NEGATIVE, "clip": ["4", 1]}},
-        "3": {
-            "class_type": "KSampler",
-            "inputs": {
-                "model": ["4", 0],
-                "seed": seed,
-                "steps": steps,
-                "cfg": 8.0,
-                "sampler_name": "euler",
-                "scheduler": "normal",
-                "positive": ["6", 0],
-                "negative": ["7", 0],
-                "latent_image": ["5", 0],
-                "denoise": 1.0,
-            },
-        },
-        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
-        "9": {
-            "class_type": "SaveImage",
-            "inputs": {"images": ["8", 0], "filename_prefix": "crosscheck"},
-        },
-    }
+    return text_to_image(
+        sd.tiny.checkpoint.name,
+        seed=seed,
+        steps=steps,
+        cfg=8.0,
+        prefix="crosscheck",
+        positive=POSITIVE,
+        negative=NEGATIVE,
+    )
 
 
 def _ksampler_latent(

@@ -467,7 +467,7 @@ def _needed(prompt: dict[str, Any]) -> set[str]:
     return needed
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100)
 @given(case=dags_with_a_change())
 def test_a_change_re_runs_exactly_its_descendants(
     case: tuple[dict[str, Any], dict[str, Any], str],

@@ -181,7 +181,7 @@ def dags(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, int]]:
     return prompt, values
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100)
 @given(case=dags())
 def test_random_dags_match_a_reference_evaluator(
     case: tuple[dict[str, Any], dict[str, int]],

@@ -758,7 +758,7 @@ _prompts = st.one_of(
 )
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100)
 @given(prompt=_prompts, targets=st.none() | st.lists(_ids, max_size=3) | _json)
 def test_validation_never_raises(prompt: Any, targets: Any) -> None:
     result = validate(prompt, targets)

@@ -1108,7 +1108,7 @@ def converts_or_raises_workflow_error(document: Any) -> None:
         json.dumps(entry, allow_nan=True)
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=120, suppress_health_check=[HealthCheck.too_slow])
 @given(
     nodes=st.lists(json_values, max_size=6),
     links=st.lists(json_values, max_size=6) | json_values,
@@ -1143,7 +1143,7 @@ FIXTURE_DOCUMENTS = {
 FIXTURE_PATHS = {name: json_paths(doc)[1:] for name, doc in FIXTURE_DOCUMENTS.items()}
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), name=st.sampled_from(sorted(FIXTURE_DOCUMENTS)))
 def test_mutated_editor_files_only_raise_workflow_error(data: st.DataObject, name: str) -> None:
     document = copy.deepcopy(FIXTURE_DOCUMENTS[name])
@@ -1240,7 +1240,7 @@ def random_graph(draw: st.DrawFn, boundary: bool) -> tuple[list[dict[str, Any]],
     return nodes, [list(link) for link in links]
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, suppress_health_check=[HealthCheck.too_slow])
 @given(
     root=random_graph(boundary=False),
     inner=st.lists(random_graph(boundary=True), min_size=2, max_size=2),

@@ -62,7 +62,7 @@ def comfyui_order(operations: list[Op]) -> tuple[list[float], list[str]]:
     return numbers, claimed
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 @given(operations=ops)
 def test_claim_order_is_comfyuis_heap_order(template: Path, operations: list[Op]) -> None:
     expected_numbers, expected_claims = comfyui_order(operations)

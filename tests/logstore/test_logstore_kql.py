@@ -172,9 +172,7 @@ def check(store: LogStore, query: str) -> None:
     store.fetch(f"SELECT count(*) FROM events AS e WHERE {compiled.where}", compiled.params)
 
 
-@settings(
-    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=400, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(query=kql_like)
 def test_kql_like_strings_compile_to_runnable_sql_or_fail_cleanly(
     probe: LogStore, query: str
@@ -182,9 +180,7 @@ def test_kql_like_strings_compile_to_runnable_sql_or_fail_cleanly(
     check(probe, query)
 
 
-@settings(
-    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=400, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(query=st.text() | noise)
 def test_random_strings_never_raise_anything_but_kql_error(probe: LogStore, query: str) -> None:
     check(probe, query)

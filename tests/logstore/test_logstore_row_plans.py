@@ -90,7 +90,7 @@ def careful(record: tuple[int, str, str, str, Mapping[str, Any]]) -> list[Any]:
     return build_row(*record, context_id)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(
     st.lists(st.dictionaries(st.sampled_from(NAMES), values, max_size=8), min_size=1, max_size=6),
     st.booleans(),

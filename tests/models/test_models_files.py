@@ -96,7 +96,7 @@ def _read_bytes(directory: Path, data: bytes, suffix: str = ".safetensors") -> N
         path.unlink()
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.binary(max_size=300))
 def test_random_bytes_give_a_model_file_error_or_a_state_dict(
     tmp_path_factory: pytest.TempPathFactory, data: bytes
@@ -104,7 +104,7 @@ def test_random_bytes_give_a_model_file_error_or_a_state_dict(
     _read_bytes(tmp_path_factory.getbasetemp(), data)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(cut=st.integers(min_value=0, max_value=len(VALID) - 1))
 def test_every_truncation_of_a_valid_file_is_a_model_file_error(
     tmp_path_factory: pytest.TempPathFactory, cut: int
@@ -116,7 +116,7 @@ def test_every_truncation_of_a_valid_file_is_a_model_file_error(
     assert str(path) in str(caught.value)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(
     position=st.integers(min_value=0, max_value=len(VALID) - 1),
     value=st.integers(min_value=0, max_value=255),

@@ -242,9 +242,7 @@ def test_custom_node_folders_from_directories(tmp_path: Path) -> None:
 SEGMENT = st.text(alphabet="ab.\\/:\0 ~", min_size=0, max_size=12)
 
 
-@settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(name=SEGMENT)
 def test_full_path_never_leaves_its_roots(tmp_path: Path, name: str) -> None:
     found = model_folders(tmp_path / "base")

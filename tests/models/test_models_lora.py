@@ -371,7 +371,7 @@ def test_a_locon_file_with_mid_kernels_is_read(tmp_path: Path) -> None:
     assert patch.delta(torch.zeros(64, 64, 3, 3)).shape == (64, 64, 3, 3)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 @given(
     rows=st.integers(1, 12),
     columns=st.integers(1, 12),

@@ -100,7 +100,7 @@ _prompt_words = st.lists(
 ).map(" ".join)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
 @given(text=st.one_of(st.text(_assigned, max_size=80), _prompt_words))
 def test_same_ids_as_transformers_on_any_text(
     ours: ClipTokenizer, reference: Any, text: str

@@ -48,7 +48,7 @@ bodies = st.fixed_dictionaries(
 REGISTRY = load_catalog(Directories.under("/nonexistent-flowscope-test"))[0]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(bodies)
 def test_any_body_becomes_a_job_or_a_400(body: dict[str, Any]) -> None:
     try:

@@ -61,7 +61,7 @@ def test_bislerp_keeps_channel_norms_where_bilinear_shrinks_them() -> None:
     assert torch.equal(bislerp(samples, 6, 6), samples.float())
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(weight=st.floats(0.0, 1.0), seed=st.integers(0, 2**16))
 def test_slerp_ends_at_its_endpoints_and_interpolates_norms(weight: float, seed: int) -> None:
     generator = torch.Generator().manual_seed(seed)

@@ -50,7 +50,7 @@ def test_timestep_is_the_index_of_each_training_sigma() -> None:
     assert torch.equal(indices, torch.arange(1000))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(st.floats(min_value=0.03, max_value=14.6))
 def test_timestep_picks_the_nearest_log_sigma(sigma: float) -> None:
     index = int(SCHEDULE.timestep(torch.tensor([sigma])))

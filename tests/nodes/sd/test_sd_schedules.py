@@ -51,7 +51,7 @@ def _expected_length(scheduler: str, steps: int) -> int | None:
     return steps + 1
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(
     scheduler=st.sampled_from(SCHEDULER_NAMES),
     steps=st.integers(min_value=1, max_value=200),

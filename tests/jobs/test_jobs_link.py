@@ -25,6 +25,7 @@ from flowscope.jobs.link import (
     Message,
     Ready,
     Stop,
+    Waiting,
     Wake,
 )
 from flowscope.jobs.model import QueuedJob
@@ -71,6 +72,7 @@ def test_reports_and_commands_arrive_as_sent(pair: tuple[socket.socket, socket.s
         JobStarted(job),
         Events([event(), event(Action.NODE_PROGRESS, preview=("JPEG", b"\xff\xd8", 512))]),
         JobFinished(job, outcome()),
+        Waiting(),
         Wake(),
         Interrupt("job-1"),
         Interrupt(None),

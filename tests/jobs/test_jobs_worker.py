@@ -49,6 +49,7 @@ class Recorder:
     def __init__(self, store: JobStore) -> None:
         self.store = store
         self.calls: list[tuple[str, str]] = []
+        self.waits: list[int] = []
         self.outcomes: dict[str, JobOutcome] = {}
         self.history_when_finished: dict[str, Any] = {}
         self.started_at: dict[str, float] = {}
@@ -64,6 +65,9 @@ class Recorder:
             self.calls.append(("finished", job.job_id))
             self.outcomes[job.job_id] = outcome
             self._finished.notify_all()
+
+    def worker_waiting(self) -> None:
+        self.waits.append(len(self.calls))  # how many starts and finishes came before
 
     def wait_finished(self, job_id: str, timeout_s: float = WAIT_S) -> JobOutcome:
         with self._finished:
@@ -414,6 +418,18 @@ def test_idle_worker_starts_a_submitted_job_within_milliseconds(rig: Rig) -> Non
         rig.listener.wait_finished(queued.job_id)
         latencies.append(rig.listener.started_at[queued.job_id] - submitted)
     assert min(latencies) < 0.05  # the target is 5 ms; this machine is shared
+
+
+def test_the_worker_says_it_waits_only_when_the_queue_is_empty(rig: Rig) -> None:
+    queued = [rig.store.submit(new_job(prompt=slow_prompt(0.0), outputs=["2"])) for _ in range(3)]
+    rig.started()
+    rig.listener.wait_finished(queued[-1].job_id)
+    deadline = time.monotonic() + WAIT_S
+    while not rig.listener.waits and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # Nothing between the jobs (each claim found the next); the first wait after all six calls.
+    assert rig.listener.waits and rig.listener.waits[0] == 6
+    assert rig.listener.calls[-1] == ("finished", queued[-1].job_id)
 
 
 def test_worker_recovers_jobs_of_dead_workers_while_idle(rig: Rig) -> None:

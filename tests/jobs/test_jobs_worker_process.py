@@ -19,6 +19,7 @@ import pytest
 from jobs_support import new_job
 
 from flowscope.jobs import JobOutcome, JobStore, QueuedJob, WorkerProcess
+from flowscope.jobs.worker_process import WakeRule
 from flowscope.telemetry import Action, EventBus, InMemorySubscriber
 
 pytestmark = pytest.mark.slow
@@ -133,6 +134,33 @@ def test_a_queued_job_wakes_the_idle_child(rig: Rig) -> None:
         delays.append(rig.listener.started[job_id] - sent)
     # Polling alone (every 0.25 s) would start a job 125 ms after its submit on average.
     assert statistics.median(delays) < 0.06, delays
+
+
+def test_a_busy_child_is_not_woken_for_each_submit(rig: Rig) -> None:
+    sleeper = rig.submit(
+        {"1": node("Sleep", value=1, seconds=0.5), "2": node("Collect", value=["1", 0])}
+    )
+    rig.listener.wait_started(sleeper)
+    before = rig.process.wakes_sent
+    burst = [rig.submit(chain(value)) for value in range(20)]
+    for job_id in burst:
+        assert rig.listener.wait_finished(job_id).state == "success"
+    # At most one, answering the child's `Waiting` after the burst: it may have come after
+    # the child's last empty claim (WakeRule); not one per submit.
+    assert rig.process.wakes_sent - before <= 1
+
+
+def test_wake_rule() -> None:
+    rule = WakeRule()
+    assert rule.queued() is False  # a new child claims by itself
+    assert rule.waiting() is True  # but its empty claim may have missed that job: wake it
+    assert rule.waiting() is False  # nothing queued since: it waits
+    assert rule.queued() is True  # a waiting child is woken...
+    assert rule.queued() is False  # ...once: it claims until the queue is empty
+    assert rule.waiting() is True  # the job queued after the wake may have missed its claims
+    assert rule.waiting() is False
+    rule.reset()  # a new child
+    assert rule.queued() is False
 
 
 def test_interrupt_reaches_the_running_job(rig: Rig) -> None:

@@ -15,6 +15,9 @@ class WorkerListener(Protocol):
     def job_finished(self, job: QueuedJob, outcome: JobOutcome) -> None:
         """After the outcome and history entry are stored."""
 
+    def worker_waiting(self) -> None:
+        """The claim found no job: the worker waits for a submit (or its next poll)."""
+
 
 class WorkerHandle(Protocol):
     @property

@@ -48,10 +48,15 @@ class Events:
     events: list[Event]
 
 
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """The worker's claim found no job: it waits for a wake (or its next poll)."""
+
+
 # -- server -> child ---------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Wake:
-    """Jobs were queued: look now instead of at the next poll."""
+    """Jobs were queued since the child said it was waiting: look now, not at the next poll."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +76,7 @@ class Stop:
     interrupt: bool = False
 
 
-Message = Ready | JobStarted | JobFinished | Events | Wake | Interrupt | Free | Stop
+Message = Ready | JobStarted | JobFinished | Events | Waiting | Wake | Interrupt | Free | Stop
 
 
 class FrameWriter:
@@ -126,7 +131,7 @@ def _encode(message: Message) -> tuple[Any, ...]:
     if isinstance(message, JobFinished):
         outcome = tuple(getattr(message.outcome, name) for name in _OUTCOME_FIELDS)
         return (_FINISHED, _job_values(message.job), outcome)
-    return (_AS_IS, message)  # commands and Ready: rare
+    return (_AS_IS, message)  # commands, Ready and Waiting: rare
 
 
 def _decode(item: tuple[Any, ...]) -> Message:

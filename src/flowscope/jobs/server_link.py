@@ -27,6 +27,7 @@ from flowscope.jobs.link import (
     Message,
     Ready,
     Stop,
+    Waiting,
     Wake,
 )
 from flowscope.jobs.model import JobOutcome, QueuedJob
@@ -77,6 +78,9 @@ class ServerLink:
 
     def job_finished(self, job: QueuedJob, outcome: JobOutcome) -> None:
         self._put(JobFinished(job, outcome))
+
+    def worker_waiting(self) -> None:
+        self._put(Waiting())  # the server sends a wake only to a child that waits
 
     def _put(self, item: Message | Event) -> None:
         with self._cond:

@@ -192,6 +192,7 @@ class Worker:
             return
         job = self.store.claim_next(self.worker_id, self.lease_s)
         if job is None:
+            self._notify(lambda listener: listener.worker_waiting())
             wait_s = min(self.idle_wait_s, self.recover_every_s)
             self.store.wait_for_work(wait_s, wake_when=self._has_requests)
             return

@@ -5,7 +5,7 @@ The server's interpreter then only serves HTTP: a worker thread would share its 
 lock, and every job it runs would slow the API down. The child reports over its link (link.py):
 its events are emitted on the server's bus (so the WebSocket messages, logs, metrics and traces
 are the server's, as with a thread), its jobs' starts and ends go to the listener. Commands go
-the other way: wake (a job was queued), interrupt, free, stop.
+the other way: wake (a job was queued while the child waited; `WakeRule`), interrupt, free, stop.
 
 A child that dies unexpectedly (a node crashed the interpreter, the kernel killed it for memory)
 is started again after a pause; its job is re-queued once by recovery, as for any lost worker.
@@ -37,6 +37,7 @@ from flowscope.jobs.link import (
     Message,
     Ready,
     Stop,
+    Waiting,
     Wake,
 )
 from flowscope.jobs.model import QueuedJob
@@ -52,6 +53,42 @@ RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 # A child that ran this long before dying starts again after the shortest pause.
 HEALTHY_RUN_S = 60.0
 _WAKE_ACTIONS = (Action.JOB_QUEUED, Action.JOB_REQUEUED)
+
+
+class WakeRule:
+    """When the server wakes its child: only when the child said it waits (`Waiting`). A busy
+    child claims the next job by itself, and a wake per submitted burst would cost the server a
+    message it can ill afford under load. A job queued while the child seemed busy is
+    remembered: the child's empty claim may have come before that job's commit and its
+    `Waiting` after it, so that `Waiting` is answered with a wake at once (at worst a needless
+    one, costing the child one claim)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # job.queued and the child's reports: different threads
+        self._child_waits = False
+        self._queued_while_busy = False
+
+    def queued(self) -> bool:
+        """A job was queued; True: wake the child now."""
+        with self._lock:
+            if not self._child_waits:
+                self._queued_while_busy = True
+                return False
+            self._child_waits = False  # woken, it claims until the queue is empty
+            return True
+
+    def waiting(self) -> bool:
+        """The child found no job and waits; True: wake it now."""
+        with self._lock:
+            wake = self._queued_while_busy
+            self._queued_while_busy = False
+            self._child_waits = not wake
+            return wake
+
+    def reset(self) -> None:
+        """A new child: it claims before it waits."""
+        with self._lock:
+            self._child_waits = self._queued_while_busy = False
 
 
 class _Child:
@@ -100,7 +137,8 @@ class WorkerProcess:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._outbox: queue.SimpleQueue[Message | None] = queue.SimpleQueue()
-        self._wake_queued = False
+        self._wakes = WakeRule()
+        self.wakes_sent = 0
         self._sender: threading.Thread | None = None
         self._supervisor: threading.Thread | None = None
 
@@ -113,6 +151,7 @@ class WorkerProcess:
                 return
             child = _Child(self.command)
             self._child = child
+            self._wakes.reset()  # a new child claims before it waits
             self._worker_id = make_worker_id(0, pid=child.process.pid)
             self._ready = False
             if self._sender is None:
@@ -203,15 +242,15 @@ class WorkerProcess:
 
     # -- the link -------------------------------------------------------------------------
     def _on_queued(self, _event: Event) -> None:
-        # One wake for a burst of submissions: cleared when the wake is sent.
-        if not self._wake_queued:
-            self._wake_queued = True
-            self._outbox.put(Wake())
+        if self._wakes.queued():
+            self._wake()
+
+    def _wake(self) -> None:
+        self.wakes_sent += 1
+        self._outbox.put(Wake())
 
     def _send_loop(self) -> None:
         while (message := self._outbox.get()) is not None:
-            if isinstance(message, Wake):
-                self._wake_queued = False
             child = self._child
             if child is None:
                 continue
@@ -252,6 +291,9 @@ class WorkerProcess:
             if bus is not None:
                 for event in message.events:
                     bus.emit(event)
+        elif isinstance(message, Waiting):
+            if self._wakes.waiting():
+                self._wake()
         elif isinstance(message, JobStarted):
             self._current = message.job
             if self._listener is not None:

@@ -59,6 +59,9 @@ class ServerListener:
     def job_finished(self, job: QueuedJob, outcome: JobOutcome) -> None:
         self.messages.job_finished(job, outcome)
 
+    def worker_waiting(self) -> None:
+        """Nothing to do: the WebSocket status follows the queue, not the worker."""
+
 
 @dataclass
 class ServerRuntime:

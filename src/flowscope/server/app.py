@@ -10,11 +10,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from starlette.routing import Route
 
 from flowscope import __version__
 from flowscope.server import frontend, websocket
 from flowscope.server.context import ServerContext
 from flowscope.server.errors import ApiError, api_error_handler, validation_error_handler
+from flowscope.server.hot_routes import Endpoint, HotRoutes
 from flowscope.server.middleware import RequestGuard
 from flowscope.server.routes import files, info, internal, jobs, ops, prompt, users
 
@@ -30,6 +33,8 @@ ALIASED_ROUTERS: tuple[Callable[[ServerContext], APIRouter], ...] = (
 # Not aliased: /internal/* (frontend-only in ComfyUI), /healthz, /readyz, /metrics and
 # flowscope's own /api/flowscope/* API.
 PLAIN_ROUTERS: tuple[Callable[[ServerContext], APIRouter], ...] = (internal.router, ops.router)
+# Answered without FastAPI's router (hot_routes.py), at both paths; plain Starlette routes.
+HOT_REQUESTS = frozenset({("POST", "/prompt")})
 
 
 def create_app(ctx: ServerContext) -> FastAPI:
@@ -62,13 +67,17 @@ def create_app(ctx: ServerContext) -> FastAPI:
     )
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    hot: dict[tuple[str, str], Endpoint] = {}
     for build in ALIASED_ROUTERS:
         routes = build(ctx)
+        hot.update(_hot_endpoints(routes))
         app.include_router(routes)
         app.include_router(routes, prefix="/api", include_in_schema=False)
     for build in PLAIN_ROUTERS:
         app.include_router(build(ctx))
     frontend.mount(app, ctx)  # last: its static root answers every path no router took
+    # Inside the request guard (added after it, so outer): guarded, limited and logged alike.
+    app.add_middleware(HotRoutes, endpoints=hot, exception_handlers=app.exception_handlers)
     app.add_middleware(
         RequestGuard,
         max_body_bytes=ctx.settings.max_upload_size,
@@ -77,3 +86,14 @@ def create_app(ctx: ServerContext) -> FastAPI:
     )
     app.state.context = ctx
     return app
+
+
+def _hot_endpoints(routes: APIRouter) -> dict[tuple[str, str], Endpoint]:
+    found: dict[tuple[str, str], Endpoint] = {}
+    for route in routes.routes:
+        if not isinstance(route, Route) or isinstance(route, APIRoute):
+            continue  # an APIRoute's endpoint takes its parameters, not the request
+        for method in route.methods or ():
+            if (method, route.path) in HOT_REQUESTS:
+                found[(method, route.path)] = found[(method, f"/api{route.path}")] = route.endpoint
+    return found

@@ -6,20 +6,23 @@ from __future__ import annotations
 import json
 import math
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from flowscope.engine import Executor, JobRequest
 from flowscope.graph.validation import validate_prompt
 from flowscope.nodes.catalog import load_catalog
 from flowscope.storage.directories import Directories
 from flowscope.telemetry import Action, Event, EventBus, InMemorySubscriber, Level
-from flowscope.telemetry.document import ServiceInfo
+from flowscope.telemetry.document import DocumentBuilder, ServiceInfo
 from flowscope.telemetry.pipeline import TelemetryPipeline
-from flowscope.telemetry.sinks.jsonlines import JsonLinesSink, encode_line
+from flowscope.telemetry.sinks.jsonlines import JsonLinesSink, LineEncoder, encode_line
 
 torch.set_num_threads(1)
 
@@ -125,6 +128,73 @@ def test_odd_values_become_text_and_the_line_stays_valid_json(value: Any, writte
     document = json.loads(line)
     assert document["odd"] == written
     assert document["after"] == 1
+
+
+def test_the_event_encoder_writes_odd_values_as_the_document_path_does() -> None:
+    """The per-event encoder (orjson around the event's fields) falls back to the careful walk
+    for what orjson would write otherwise: NaN and infinities, datetimes, huge integers."""
+    encode = LineEncoder(SERVICE)
+    odd = {
+        "x.nan": float("nan"),
+        "x.inf": float("-inf"),
+        "x.when": datetime(2026, 11, 23, 18, 0, tzinfo=UTC),
+        "x.huge": 2**70,
+        "x.none": None,
+        "x.path": Path("/models/x.safetensors"),
+    }
+    document = json.loads(encode(event(**odd)))
+    assert document["x.nan"] == "nan" and document["x.inf"] == "-inf"
+    assert document["x.when"] == "2026-11-23 18:00:00+00:00"  # str(), as json.dumps(default=str)
+    assert document["x.huge"] == 2**70
+    assert document["x.none"] is None
+    assert document["x.path"] == "/models/x.safetensors"
+    message = Event(Action.WORKER_STARTED, "lone \udcff", 1, Level.INFO, {"a": 1})
+    assert json.loads(encode(message))["message"] == "lone \udcff"
+
+
+_FIELD_VALUES = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(),
+        st.text(),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@given(
+    message=st.text(),
+    fields=st.dictionaries(
+        st.one_of(st.sampled_from(["job.id", "node.id", "message", "service.name"]), st.text()),
+        _FIELD_VALUES,
+        max_size=6,
+    ),
+)
+def test_the_event_encoder_and_the_document_path_agree(
+    message: str, fields: dict[str, Any]
+) -> None:
+    event_ = Event(Action.NODE_SUCCEEDED, message, 1_763_900_000_123_456_789, Level.INFO, fields)
+    line = LineEncoder(SERVICE)(event_)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    line.decode("utf-8")  # strict
+    expected = encode_line(DocumentBuilder(SERVICE)(event_))
+    assert _same(json.loads(line), json.loads(expected))
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal, with NaN equal to NaN (json.loads reads neither file's "nan" text back as one)."""
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
 
 
 def test_a_reference_cycle_is_cut_not_fatal() -> None:

@@ -8,12 +8,14 @@ import contextlib
 import json
 import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
+import orjson
+
 from flowscope.telemetry.document import DocumentBuilder, ServiceInfo
-from flowscope.telemetry.events import Event, format_timestamp
+from flowscope.telemetry.events import Action, Event, Level, format_timestamp
 from flowscope.telemetry.sinks.queued import QueuedSink
 from flowscope.telemetry.sinks.rotation import MiB, RotatingFile
 
@@ -24,12 +26,29 @@ def encode_line(document: dict[str, Any]) -> bytes:
     """One document as one UTF-8 JSON line. Never fails: what JSON cannot hold (objects, NaN,
     non-string keys, cycles) is written as its `str()`; a lone surrogate becomes a `\\udcxx`
     escape, so the line is still valid UTF-8 and valid JSON."""
-    try:
-        text = _ENCODER.encode(document)
-    except (TypeError, ValueError, RecursionError):  # non-str keys, NaN, a cycle, very deep
-        # Rare, so the slower walk is only paid for documents that need it.
-        text = _ENCODER.encode(_plain(document, 0))
+    data = _fast_json(document)
+    if data is not None:
+        return data + b"\n"
+    # Rare, so the slower walk is only paid for documents that need it.
+    text = _ENCODER.encode(_plain(document, 0))
     return (text + "\n").encode("utf-8", "backslashreplace")
+
+
+def _fast_json(value: Any) -> bytes | None:
+    """orjson's JSON of `value`, or None when it needs the careful walk: what orjson refuses
+    (non-string keys, integers beyond 64 bits, lone surrogates, cycles, deep nesting), and any
+    output holding `null`, which may be a NaN or an infinity that orjson writes as null where
+    this file and the log store write the number's text ("nan"). Values JSON has no type for
+    go to `_text`, as with the standard encoder (datetimes and dataclasses included; orjson
+    would write its own forms of them)."""
+    try:
+        data = orjson.dumps(value, default=_text, option=_ORJSON_OPTIONS)
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return None
+    return None if b"null" in data else data
+
+
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 def _plain(value: Any, depth: int) -> Any:
@@ -56,47 +75,54 @@ def _text(value: Any) -> str:
         return f"<unprintable {type(value).__name__}>"
 
 
-# One encoder, built once: `json.dumps` with options builds a new one per call.
+# The careful walk's encoder, built once: `json.dumps` with options builds a new one per call.
 _ENCODER = json.JSONEncoder(
     ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_text
 )
-# The line encoder's: no circular-reference bookkeeping (a third of the cost); a cycle ends in
-# RecursionError instead, and takes the careful walk like any other odd value.
-_FAST_ENCODER = json.JSONEncoder(
-    ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_text, check_circular=False
-)
-_encode_string: Callable[[str], str] = json.encoder.encode_basestring
 _HEAD_KEYS = frozenset(("@timestamp", "log.level", "message", "event.action"))
+_LEVELS = {level: level.value.encode() for level in Level}
+_ACTIONS = {action: action.value.encode() for action in Action}
 
 
 class LineEncoder:
     """`encode_line(DocumentBuilder(service)(event))`, without building the document: the
     head (time, level, message, action) and the service fields are spliced around the JSON of
-    the event's own fields. An event whose fields would replace a head or service field takes
-    the document path, so the line is the same either way."""
+    the event's own fields. An event whose fields would replace a head or service field, or
+    that needs the careful walk, takes the document path."""
 
     def __init__(self, service: ServiceInfo | None = None) -> None:
         self._document = DocumentBuilder(service)
         static = (service or ServiceInfo()).fields()
         self._reserved = _HEAD_KEYS | static.keys()
-        members = _ENCODER.encode(static)[1:-1]  # `"service.name":"flowscope",...`
-        self._tail = f",{members}}}\n" if members else "}\n"
+        members = orjson.dumps(static)[1:-1]  # `"service.name":"flowscope",...`
+        self._tail = b"," + members + b"}\n" if members else b"}\n"
 
     def __call__(self, event: Event) -> bytes:
         fields = event.fields
         if fields and not self._reserved.isdisjoint(fields):
             return encode_line(self._document(event))
+        encoded = _fast_json(fields) if fields else b"{}"
         try:
-            members = _FAST_ENCODER.encode(fields)[1:-1] if fields else ""
-            message = _encode_string(event.message)
-        except (TypeError, ValueError, RecursionError):  # what only the careful walk can write
+            message = orjson.dumps(event.message)  # a string: no NaN to look for
+        except TypeError:  # a lone surrogate
+            message = None
+        if encoded is None or message is None:  # what only the careful walk can write
             return encode_line(self._document(event))
-        text = (
-            f'{{"@timestamp":"{format_timestamp(event.time_ns)}",'
-            f'"log.level":"{event.level.value}","message":{message},'
-            f'"event.action":"{event.action.value}"{"," if members else ""}{members}{self._tail}'
+        members = encoded[1:-1]
+        return b"".join(
+            (
+                b'{"@timestamp":"',
+                format_timestamp(event.time_ns).encode(),
+                b'","log.level":"',
+                _LEVELS[event.level],
+                b'","message":',
+                message,
+                b',"event.action":"',
+                _ACTIONS[event.action],
+                b'",' + members if members else b'"',
+                self._tail,
+            )
         )
-        return text.encode("utf-8", "backslashreplace")
 
 
 class JsonLinesSink(QueuedSink):

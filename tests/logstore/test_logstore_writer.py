@@ -17,6 +17,7 @@ import pytest
 
 from flowscope.logstore import LogStore, LogStoreSink
 from flowscope.logstore import sink as sink_module
+from flowscope.logstore.writer import WRITER_NICE
 from flowscope.telemetry.events import Action, Event, Level
 from flowscope.telemetry.ids import uuid7
 
@@ -57,6 +58,15 @@ def sinks(tmp_path: Path) -> Iterator[Callable[..., LogStoreSink]]:
     yield make
     for sink in opened:
         sink.close()
+
+
+def test_the_writer_runs_at_a_lower_cpu_priority(sinks: Callable[..., LogStoreSink]) -> None:
+    sink = sinks()
+    assert sink.writer_pid is not None
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    assert os.getpriority(os.PRIO_PROCESS, sink.writer_pid) == min(ours + WRITER_NICE, 19)
+    assert sink.offer(node_event(1))
+    assert sink.wait_idle()  # and it still writes
 
 
 @pytest.mark.parametrize("separate_process", [True, False])

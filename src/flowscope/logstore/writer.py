@@ -35,6 +35,11 @@ from flowscope.logstore.row_plans import Record
 
 _HEADER = struct.Struct(">I")  # the length of the pickled message that follows
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
+# How much lower the writer's CPU priority is than its parent's. Indexing can wait: in a burst
+# of requests the API and the jobs come first, and the writer catches up when they pause (the
+# sink's queue and the pipe hold what it has not taken yet). On a 2-core machine under a
+# `POST /prompt` burst this gave the API about 6 % more requests a second.
+WRITER_NICE = 10
 
 
 class WriterError(RuntimeError):
@@ -71,6 +76,9 @@ class WriterProcess:
             # short; the child ends when the parent closes the pipe (or dies).
             start_new_session=True,
         )
+        with contextlib.suppress(OSError):  # not allowed here: it keeps the parent's priority
+            niceness = os.getpriority(os.PRIO_PROCESS, 0) + WRITER_NICE
+            os.setpriority(os.PRIO_PROCESS, self._process.pid, min(niceness, 19))
         assert self._process.stdin is not None and self._process.stdout is not None
         self._requests: IO[bytes] = self._process.stdin
         _widen_pipe(self._requests.fileno())

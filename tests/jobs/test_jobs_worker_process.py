@@ -119,6 +119,10 @@ def test_jobs_run_in_the_child_and_report_to_the_server(rig: Rig) -> None:
     assert mine[1] is Action.JOB_STARTED
     assert mine[-1] is Action.JOB_SUCCEEDED
     assert mine.count(Action.NODE_STARTED) == 2
+    # Each of the child's events arrives with its id (the server's pipeline keeps it).
+    theirs = [e for e in rig.events.events if e.get("job.id") == job_id][1:]
+    assert all(e.get("event.id") for e in theirs)
+    assert len({e.get("event.id") for e in theirs}) == len(theirs)
     assert rig.process.current_job is None
     assert rig.store.queue_remaining() == 0  # recounted at the child's word, not a second later
 

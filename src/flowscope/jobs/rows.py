@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
+import orjson
 import sqlalchemy as sa
 
 from flowscope.jobs.model import JobRecord, JobState, QueuedJob
@@ -49,9 +50,16 @@ RECORD_COLUMNS: tuple[sa.Column[Any], ...] = (
 
 
 def dumps(value: Any) -> str:
-    """Compact JSON, ASCII-only: any text a client sent, lone surrogates included, can be
-    stored and served."""
-    return _encoder.encode(value)
+    """Compact JSON of what a client sent (a prompt, its extra data). Through orjson, a fifth
+    of the standard encoder's cost (three per submitted job); what orjson refuses (lone
+    surrogates, integers beyond 64 bits, non-string keys) or may write differently (`null`
+    stands for NaN too, which the standard encoder keeps as `NaN`) takes the standard encoder,
+    ASCII-only, so that any text a client sent can be stored and served."""
+    try:
+        data = orjson.dumps(value)
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return _encoder.encode(value)
+    return _encoder.encode(value) if b"null" in data else data.decode()
 
 
 def dumps_lenient(value: Any) -> str:

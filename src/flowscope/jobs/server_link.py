@@ -33,6 +33,7 @@ from flowscope.jobs.link import (
 from flowscope.jobs.model import JobOutcome, QueuedJob
 from flowscope.telemetry.bus import EventBus
 from flowscope.telemetry.events import Event
+from flowscope.telemetry.ids import uuid7
 
 if TYPE_CHECKING:
     from flowscope.jobs.worker import Worker
@@ -71,7 +72,17 @@ class ServerLink:
     # -- up: what the worker did -----------------------------------------------------------
     def forward(self, bus: EventBus) -> Callable[[], None]:
         """Send every event of `bus` to the server; returns the unsubscriber."""
-        return bus.subscribe(self._put)
+        return bus.subscribe(self._put_event)
+
+    def _put_event(self, event: Event) -> None:
+        # Stamped here rather than by the server's pipeline (which keeps an id it finds): one
+        # thing less for the server's interpreter to do per event.
+        fields = event.fields
+        if fields is None:
+            fields = event.fields = {}
+        if "event.id" not in fields:
+            fields["event.id"] = uuid7()
+        self._put(event)
 
     def job_started(self, job: QueuedJob) -> None:
         self._put(JobStarted(job))

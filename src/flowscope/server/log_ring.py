@@ -24,7 +24,8 @@ class LogRing:
     log ring holds console lines. Call it with an event (it is a bus subscriber)."""
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY, *, send: Send | None = None) -> None:
-        self._entries: deque[dict[str, str]] = deque(maxlen=capacity)
+        # (time_ns, line): formatted when read, not for each of the many events never read.
+        self._entries: deque[tuple[int, str]] = deque(maxlen=capacity)
         self._send = send
         self._subscribers: frozenset[str] = frozenset()
         self._lock = threading.Lock()
@@ -40,21 +41,21 @@ class LogRing:
         prefix = "" if event.level is Level.INFO else f"[{event.level.value}] "
         self.append(prefix + event.message, event.time_ns)
 
-    def append(self, message: str, time_ns: int) -> dict[str, str]:
-        entry = {"t": format_timestamp(time_ns), "m": message.rstrip("\n") + "\n"}
-        self._entries.append(entry)
+    def append(self, message: str, time_ns: int) -> None:
+        kept = (time_ns, message.rstrip("\n") + "\n")
+        self._entries.append(kept)
         subscribers = self._subscribers
         if subscribers and self._send is not None:
+            entry = _entry(kept)
             for sid in subscribers:
                 self._send("logs", {"entries": [entry], "size": None}, sid)
-        return entry
 
     def entries(self) -> list[dict[str, str]]:
-        return list(self._entries)
+        return [_entry(kept) for kept in list(self._entries)]
 
     def text(self) -> str:
         """Every entry as `"<iso-ts> - <message>"` lines (GET /internal/logs)."""
-        return "".join(f"{entry['t']} - {entry['m']}" for entry in list(self._entries))
+        return "".join(f"{entry['t']} - {entry['m']}" for entry in self.entries())
 
     def subscribe(self, sid: str) -> None:
         with self._lock:
@@ -67,6 +68,11 @@ class LogRing:
     @property
     def subscribers(self) -> frozenset[str]:
         return self._subscribers
+
+
+def _entry(kept: tuple[int, str]) -> dict[str, str]:
+    time_ns, line = kept
+    return {"t": format_timestamp(time_ns), "m": line}
 
 
 def terminal_size() -> dict[str, int]:

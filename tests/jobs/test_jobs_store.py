@@ -182,6 +182,37 @@ def test_finish_records_once_and_only_for_the_owner(store: JobStore) -> None:
         store.finish("j", "w1", outcome("cancelled"))
 
 
+def test_finish_and_claim_records_the_job_and_claims_the_next_in_order(store: JobStore) -> None:
+    for job_id in ("a", "b"):
+        store.submit(new_job(job_id))
+    store.submit(new_job("front", front=True))
+    first = store.claim_next("w1", 30)
+    assert first is not None and first.job_id == "front"
+    finished, following = store.finish_and_claim("front", "w1", outcome(), 30)
+    assert finished and following is not None
+    assert (following.job_id, following.state, following.worker_id) == ("a", "running", "w1")
+    assert store.history_entry("front") is not None
+    assert store.queue_remaining() == 2  # "a" running, "b" pending
+    finished, following = store.finish_and_claim("a", "w1", outcome(), 30)
+    assert finished and following is not None and following.job_id == "b"
+    finished, following = store.finish_and_claim("b", "w1", outcome(), 30)
+    assert finished and following is None
+    assert store.queue_remaining() == 0
+    assert all(store.history_entry(job_id) is not None for job_id in ("a", "b"))
+
+
+def test_finish_and_claim_claims_even_when_the_job_was_not_ours(store: JobStore) -> None:
+    store.submit(new_job("j"))
+    store.submit(new_job("k"))
+    assert store.claim_next("w1", 30) is not None
+    finished, following = store.finish_and_claim("j", "someone-else", outcome(), 30)
+    assert not finished  # nothing recorded for "j"
+    assert following is not None and following.job_id == "k"
+    assert store.history_entry("j") is None
+    with pytest.raises(ValueError, match="success, error or interrupted"):
+        store.finish_and_claim("j", "w1", outcome("cancelled"), 30)
+
+
 def test_finished_job_drops_prompt_and_secrets_but_history_keeps_the_prompt(
     store: JobStore,
 ) -> None:
@@ -230,4 +261,6 @@ def test_portable_statements_behave_the_same(
     job = store.claim_next("w", 30)
     assert job is not None
     assert (job.job_id, job.state, job.attempts, job.worker_id) == ("c", "running", 1, "w")
-    assert claim_order(store) == ["a", "b"]
+    finished, following = store.finish_and_claim("c", "w", outcome(), 30)
+    assert finished and following is not None and following.job_id == "a"
+    assert claim_order(store) == ["b"]

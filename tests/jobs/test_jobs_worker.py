@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 import testing_nodes
 import torch
 from jobs_support import new_job
@@ -430,6 +431,49 @@ def test_the_worker_says_it_waits_only_when_the_queue_is_empty(rig: Rig) -> None
     # Nothing between the jobs (each claim found the next); the first wait after all six calls.
     assert rig.listener.waits and rig.listener.waits[0] == 6
     assert rig.listener.calls[-1] == ("finished", queued[-1].job_id)
+
+
+def test_jobs_run_back_to_back_commit_once_each(rig: Rig) -> None:
+    """The next job is claimed in the commit that records the last one: a worker under a deep
+    queue takes the database's write lock (which submits wait for) once per job."""
+    commits: list[None] = []
+    sa.event.listen(rig.store._engine, "commit", lambda _connection: commits.append(None))
+    queued = [rig.store.submit(new_job(prompt=slow_prompt(0.0), outputs=["2"])) for _ in range(10)]
+    before = len(commits)
+    worker = rig.started()
+    for job in queued:
+        assert rig.listener.wait_finished(job.job_id).state == "success"
+    assert worker.stop(5.0)
+    # 10 finishes, each with the next claim; the first claim, the last (empty) one, and a
+    # recovery pass at start. One claim per job besides would make it 23.
+    assert len(commits) - before <= len(queued) + 3
+
+
+def test_a_job_claimed_with_the_last_finish_goes_back_when_the_worker_stops(rig: Rig) -> None:
+    first = rig.store.submit(new_job(prompt=slow_prompt(0.0), outputs=["2"]))
+    second = rig.store.submit(new_job(prompt=slow_prompt(0.0), outputs=["2"]))
+    worker = rig.worker()
+    finished = rig.listener.job_finished
+
+    def stop_after_the_first(job: QueuedJob, outcome: JobOutcome) -> None:
+        finished(job, outcome)
+        if job.job_id == first.job_id:
+            worker.stop()  # from the worker's thread: it only asks (the next job is claimed)
+
+    rig.listener.job_finished = stop_after_the_first  # type: ignore[method-assign]
+    worker.start()
+    rig.listener.wait_finished(first.job_id)
+    deadline = time.monotonic() + WAIT_S
+    while worker.alive and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not worker.alive
+    record = rig.store.get_job(second.job_id)
+    assert record is not None and record.state == "pending"
+    assert rig.store.queue_remaining() == 1
+    assert ("started", second.job_id) not in rig.listener.calls
+    requeued = rig.events.where(job_id=second.job_id)
+    assert [e.action for e in requeued][-1] is Action.JOB_REQUEUED
+    assert requeued[-1].message == "job re-queued (worker stopped before running it)"
 
 
 def test_worker_recovers_jobs_of_dead_workers_while_idle(rig: Rig) -> None:

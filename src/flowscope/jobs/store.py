@@ -214,21 +214,32 @@ class JobStore:
         self._check_open()
         mark_live(worker_id)
         with self._writer.lock:
-            now = now_ms()
-            values = {
-                "p_worker_id": worker_id,
-                "p_now": now,
-                "p_lease_until": now + int(lease_s * 1000),
-            }
             with self._writer.transaction() as connection:
-                if self._run.returning:
-                    row = self._run.execute(connection, sql.CLAIM_FIRST, values).fetchone()
-                else:
-                    row = self._claim_in_two_steps(connection, values)
-            if row is None:
-                self._counts.no_pending()
-                return None
-            self._counts.add(pending=-1, running=1)
+                row = self._claim_in(connection, worker_id, lease_s)
+            return self._claimed(row)
+
+    def _claim_in(
+        self, connection: sa.Connection, worker_id: str, lease_s: float
+    ) -> Sequence[Any] | None:
+        now = now_ms()
+        values = {
+            "p_worker_id": worker_id,
+            "p_now": now,
+            "p_lease_until": now + int(lease_s * 1000),
+        }
+        if self._run.returning:
+            row: Sequence[Any] | None = self._run.execute(
+                connection, sql.CLAIM_FIRST, values
+            ).fetchone()
+            return row
+        return self._claim_in_two_steps(connection, values)
+
+    def _claimed(self, row: Sequence[Any] | None) -> QueuedJob | None:
+        """The counts after a committed claim (call with the write lock held), and its job."""
+        if row is None:
+            self._counts.no_pending()
+            return None
+        self._counts.add(pending=-1, running=1)
         return queued_job(row)
 
     def _claim_in_two_steps(
@@ -306,35 +317,59 @@ class JobStore:
         already, cancelled, or claimed by another worker after this one lost its lease. A job
         re-queued but not claimed again is still recorded: the result is real.
         """
-        if outcome.state not in _OUTCOME_STATES:
-            raise ValueError(
-                f"a job finishes as success, error or interrupted, not {outcome.state}"
-            )
+        _check_outcome(outcome)
         self._check_open()
         with self._writer.lock:
             with self._writer.transaction() as connection:
-                row = self._run.execute(connection, sql.FINISH_READ, {"p_job_id": job_id})
-                found = row.fetchone()
-                if found is None:
-                    return False
-                number, prompt, extra_data, outputs, state, owner, notes = found
-                if not (state == "pending" or (state == "running" and owner == worker_id)):
-                    return False
-                text = entry_text(
-                    number=number,
-                    job_id=job_id,
-                    prompt_json=prompt or "{}",
-                    extra_data_json=extra_data,
-                    outputs_json=outputs,
-                    outcome=outcome,
-                    notes=loads(notes),
-                )
-                self._write_finished(connection, job_id, state, outcome, text, notes)
-            if state == "running":
-                self._counts.add(running=-1)
-            else:
-                self._counts.add(pending=-1)
-        return True
+                state = self._finish_in(connection, job_id, worker_id, outcome)
+            self._finished(state)
+        return state is not None
+
+    def finish_and_claim(
+        self, job_id: str, worker_id: str, outcome: JobOutcome, lease_s: float
+    ) -> tuple[bool, QueuedJob | None]:
+        """`finish`, then `claim_next`, in one transaction: a worker running jobs back to back
+        commits (and takes the write lock, which submits wait for) once per job, not twice.
+        Returns what `finish` and `claim_next` would."""
+        _check_outcome(outcome)
+        self._check_open()
+        mark_live(worker_id)
+        with self._writer.lock:
+            with self._writer.transaction() as connection:
+                state = self._finish_in(connection, job_id, worker_id, outcome)
+                row = self._claim_in(connection, worker_id, lease_s)
+            self._finished(state)
+            return state is not None, self._claimed(row)
+
+    def _finish_in(
+        self, connection: sa.Connection, job_id: str, worker_id: str, outcome: JobOutcome
+    ) -> str | None:
+        """Write the outcome; the state the job was in, or None when it is not this worker's
+        to finish (nothing written)."""
+        found = self._run.execute(connection, sql.FINISH_READ, {"p_job_id": job_id}).fetchone()
+        if found is None:
+            return None
+        number, prompt, extra_data, outputs, state, owner, notes = found
+        if not (state == "pending" or (state == "running" and owner == worker_id)):
+            return None
+        text = entry_text(
+            number=number,
+            job_id=job_id,
+            prompt_json=prompt or "{}",
+            extra_data_json=extra_data,
+            outputs_json=outputs,
+            outcome=outcome,
+            notes=loads(notes),
+        )
+        self._write_finished(connection, job_id, state, outcome, text, notes)
+        return str(state)
+
+    def _finished(self, state: str | None) -> None:
+        """The counts after a committed finish (call with the write lock held)."""
+        if state == "running":
+            self._counts.add(running=-1)
+        elif state is not None:
+            self._counts.add(pending=-1)
 
     def _write_finished(
         self,
@@ -548,3 +583,8 @@ def _next_history_seq(connection: sa.Connection) -> int:
 def _chunks(ids: list[str]) -> Iterator[list[str]]:
     for start in range(0, len(ids), _ID_CHUNK):
         yield ids[start : start + _ID_CHUNK]
+
+
+def _check_outcome(outcome: JobOutcome) -> None:
+    if outcome.state not in _OUTCOME_STATES:
+        raise ValueError(f"a job finishes as success, error or interrupted, not {outcome.state}")

@@ -75,6 +75,7 @@ class Worker:
         self.last_error: BaseException | None = None
         self._lock = threading.Lock()
         self._current: QueuedJob | None = None
+        self._next: QueuedJob | None = None  # claimed with the last finish, not yet run
         self._interrupt_requested: str | None = None  # a job id interrupted before it ran
         self._stop_interrupted = False
         self._lease_lost: str | None = None
@@ -175,6 +176,7 @@ class Worker:
                     self.last_error = exc
                     self._stopping.wait(ERROR_BACKOFF_S)
         finally:
+            self._give_back_next()
             self._heartbeat.close()
             self.executor.close()  # the event loop this thread ran jobs on
             mark_stopped(self.worker_id)
@@ -189,8 +191,10 @@ class Worker:
             self._last_recovery = time.monotonic()
             self.store.recover()
         if self._stopping.is_set():
-            return
-        job = self.store.claim_next(self.worker_id, self.lease_s)
+            return  # run_forever gives back a job claimed with the last finish
+        job, self._next = self._next, None
+        if job is None:
+            job = self.store.claim_next(self.worker_id, self.lease_s)
         if job is None:
             self._notify(lambda listener: listener.worker_waiting())
             wait_s = min(self.idle_wait_s, self.recover_every_s)
@@ -226,8 +230,27 @@ class Worker:
         if outcome.state == "interrupted" and stopped_by_us and self.requeue_on_stop:
             self.store.release(job.job_id, self.worker_id)
             return
-        if self.store.finish(job.job_id, self.worker_id, outcome):
+        if self._stopping.is_set():
+            finished = self.store.finish(job.job_id, self.worker_id, outcome)
+        else:
+            # The next job is claimed in the same commit: one write transaction per job.
+            finished, self._next = self.store.finish_and_claim(
+                job.job_id, self.worker_id, outcome, self.lease_s
+            )
+        if finished:
             self._notify(lambda listener: listener.job_finished(job, outcome))
+
+    def _give_back_next(self) -> None:
+        """Stopping: a job claimed with the last finish goes back to the queue (if that fails,
+        its lease runs out and recovery re-queues it)."""
+        job, self._next = self._next, None
+        if job is None:
+            return
+        try:
+            self.store.release(job.job_id, self.worker_id, "worker stopped before running it")
+        except Exception as exc:  # the database is unreachable, say
+            self.errors += 1
+            self.last_error = exc
 
     def _execute(self, job: QueuedJob, started_at_ms: int) -> JobOutcome:
         try:

@@ -42,7 +42,7 @@ class LogStoreSink(QueuedSink):
         name: str = "logstore",
         capacity: int = 100_000,
         batch_size: int = 5_000,
-        flush_interval_s: float = 0.2,
+        flush_interval_s: float = 0.05,
         separate_process: bool = True,
     ) -> None:
         super().__init__(

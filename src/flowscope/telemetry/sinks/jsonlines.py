@@ -144,7 +144,7 @@ class JsonLinesSink(QueuedSink):
         keep: int = 10,
         capacity: int = 100_000,
         batch_size: int = 1_000,
-        flush_interval_s: float = 0.2,
+        flush_interval_s: float = 0.05,
         name: str = "jsonlines",
     ) -> None:
         if path is None and not stdout:

@@ -21,7 +21,7 @@ class QueuedSink:
         *,
         capacity: int = 100_000,
         batch_size: int = 1_000,
-        flush_interval_s: float = 0.2,
+        flush_interval_s: float = 0.05,
         wake_at: int | None = None,
     ) -> None:
         self.name = name

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
+import weakref
 from typing import Any
 
 from flowscope.graph.schema import (
@@ -91,10 +93,27 @@ def custom_validation(cls: type) -> CustomValidation | None:
 
 
 def schema_of(class_type: str, cls: type) -> NodeSchema:
-    """The graph-level schema of a node class, from a fresh INPUT_TYPES() call."""
-    inputs, hidden = schema_inputs(input_types(cls))
+    """The graph-level schema of a node class, from a fresh INPUT_TYPES() call.
+
+    INPUT_TYPES() is called every time (it is often dynamic: file lists), but its answer is
+    parsed again only when it differs from the one the last schema was built from (the
+    attributes the schema reads too): every submitted prompt validates each of its nodes, and
+    parsing costs several times the call."""
+    declared = input_types(cls)
+    attributes = (
+        class_type,
+        getattr(cls, "RETURN_TYPES", ()),
+        getattr(cls, "OUTPUT_IS_LIST", None),
+        getattr(cls, "OUTPUT_NODE", False),
+        getattr(cls, "INPUT_IS_LIST", False),
+        getattr(cls, "VALIDATE_INPUTS", None),
+    )
+    cached = _SCHEMAS.get(cls)
+    if cached is not None and _equal(cached[0], declared) and _equal(cached[1], attributes):
+        return cached[2]
+    inputs, hidden = schema_inputs(declared)
     types = return_types(cls)
-    return NodeSchema(
+    schema = NodeSchema(
         class_type=class_type,
         inputs=inputs,
         hidden=hidden,
@@ -104,6 +123,26 @@ def schema_of(class_type: str, cls: type) -> NodeSchema:
         input_is_list=input_is_list(cls),
         custom_validation=custom_validation(cls),
     )
+    try:
+        # A copy: a class may hand out one dict and change it in place (a refreshed file list).
+        _SCHEMAS[cls] = (copy.deepcopy(declared), attributes, schema)
+    except Exception:  # something in it cannot be copied: parsed every time, as before
+        _SCHEMAS.pop(cls, None)
+    return schema
+
+
+# class -> (the INPUT_TYPES() answer and attributes it was built from, the schema); weak, so a
+# reloaded custom node pack's old classes go.
+_SCHEMAS: weakref.WeakKeyDictionary[type, tuple[dict[str, Any], tuple[Any, ...], NodeSchema]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _equal(cached: Any, current: Any) -> bool:
+    try:
+        return bool(cached == current)
+    except Exception:  # e.g. an array default, whose == is not a truth value
+        return False
 
 
 def has_hidden(schema: NodeSchema, kind: str) -> bool:

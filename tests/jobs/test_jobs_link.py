@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from jobs_support import outcome
 
+from flowscope.jobs import server_link
 from flowscope.jobs.link import (
     Events,
     FrameReader,
@@ -211,6 +212,28 @@ def test_the_worker_end_forwards_reports_and_applies_commands(
     server_sock.close()
     time.sleep(0.05)
     assert gone == []  # the link was closed on purpose: no alarm
+
+
+def test_waiting_goes_at_once_with_what_lingers(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reports linger to share a frame, but `Waiting` ends the linger: the server wakes only a
+    child that said it waits, so a job submitted meanwhile must not wait for the linger."""
+    monkeypatch.setattr(server_link, "LINGER_S", 30.0)
+    server_sock, worker_sock = pair
+    link = ServerLink(worker_sock, on_server_gone=lambda: None)
+    bus = EventBus()
+    link.forward(bus)
+    server_sock.settimeout(10.0)
+    reader = FrameReader(server_sock)
+    bus.emit(event())  # lingers (30 s here)...
+    link.worker_waiting()  # ...until this
+    began = time.monotonic()
+    received = reader.receive()
+    assert time.monotonic() - began < 5.0
+    assert received is not None
+    assert [type(m).__name__ for m in received] == ["Events", "Waiting"]
+    link.close(0.0)
 
 
 def test_the_worker_end_notices_a_vanished_server(

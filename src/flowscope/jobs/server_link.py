@@ -57,6 +57,7 @@ class ServerLink:
         self._on_server_gone = on_server_gone
         self._cond = threading.Condition()
         self._pending: list[Message | Event] = []
+        self._now = False  # something pending must go without the linger
         self._closing = False
         self._sender_idle = False
         self._sender = threading.Thread(
@@ -91,12 +92,15 @@ class ServerLink:
         self._put(JobFinished(job, outcome))
 
     def worker_waiting(self) -> None:
-        self._put(Waiting())  # the server sends a wake only to a child that waits
+        # The server wakes only a child that said it waits, so this goes at once, with what
+        # lingers (nothing more is coming: the worker is idle).
+        self._put(Waiting(), now=True)
 
-    def _put(self, item: Message | Event) -> None:
+    def _put(self, item: Message | Event, *, now: bool = False) -> None:
         with self._cond:
             self._pending.append(item)
-            if self._sender_idle:  # not while it lingers: that would end the linger
+            self._now = self._now or now
+            if now or self._sender_idle:  # else not while it lingers: that would end it
                 self._cond.notify()
 
     def _send_loop(self) -> None:
@@ -106,11 +110,12 @@ class ServerLink:
                     self._sender_idle = True
                     self._cond.wait()
                 self._sender_idle = False
-                if not self._closing:
+                if not self._closing and not self._now:
                     # Let the rest of a job's reports join this frame: each frame costs the
                     # server a wake-up, which small jobs would otherwise pay several times.
                     self._cond.wait(LINGER_S)
                 batch, self._pending = self._pending, []
+                self._now = False
             if not batch:
                 return  # closing, and everything is sent
             try:

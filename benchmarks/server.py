@@ -2,15 +2,16 @@
 
 Cases (issue 4 targets; peer figures from spec/comfyui-compat.md §9.4):
   submit    POST /prompt, 8 client threads, unique trivial prompts, durably stored (also: the
-            CPU time the server process and its worker processes spent per job, a steadier
-            figure than req/s on a shared machine)
+            CPU time the server process and its worker processes spent per job); every setup
+            once per round, in turn, medians over `--rounds` (the VM's speed drifts); with
+            `--against SRC` also another version's defaults each round, compared pairwise
   latency   idle queue: submit-to-start (client send -> the job's execution_start timestamp)
   ws        WebSocket bytes for a 1,000-node chain and a 1,000-node tree
   restart   10,000 queued jobs: launch -> serving, serving -> first job resumed
   history   GET /history?max_items=200 with 10,000 entries
 
 Prints a table; the figures go into docs/benchmarks.md.
-Run: `.venv/bin/python benchmarks/server.py [CASE ...]`.
+Run: `.venv/bin/python benchmarks/server.py [CASE ...] [--rounds N] [--against OTHER/src]`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +55,8 @@ def trivial(value: int) -> dict[str, Any]:
 
 
 class Server:
-    def __init__(self, base: Path, *extra: str) -> None:
+    def __init__(self, base: Path, *extra: str, src: Path | None = None) -> None:
+        """`src`: run the flowscope found there (another version's `src` folder) instead."""
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
@@ -72,6 +75,7 @@ class Server:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONPATH": str(src)} if src is not None else None,
         )
         self.serving_after = self._wait_serving()
 
@@ -110,8 +114,8 @@ class Server:
 
 
 @contextmanager
-def running(base: Path, *extra: str) -> Iterator[Server]:
-    server = Server(base, *extra)
+def running(base: Path, *extra: str, src: Path | None = None) -> Iterator[Server]:
+    server = Server(base, *extra, src=src)
     try:
         yield server
     finally:
@@ -194,31 +198,91 @@ SUBMIT_SETUPS = (
 )
 
 
+@dataclass
+class SubmitRun:
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    drained_s: float
+    server_us: float
+    worker_us: float | None
+
+
+def submit_run(
+    base: Path, args: argparse.Namespace, extra: tuple[str, ...], src: Path | None = None
+) -> SubmitRun:
+    with running(base, *extra, src=src) as server:
+        submit_many(server, 200, args.threads)  # warm-up: connections, code paths
+        wait_drained(server)
+        pid = server.process.pid
+        workers = child_pids(pid)
+        before = cpu_seconds(pid), sum(cpu_seconds(child) for child in workers)
+        wall, latencies = submit_many(server, args.requests, args.threads)
+        drained = wait_drained(server)
+        server_cpu = (cpu_seconds(pid) - before[0]) / len(latencies)
+        worker_cpu = (sum(cpu_seconds(c) for c in workers) - before[1]) / len(latencies)
+    return SubmitRun(
+        len(latencies) / wall,
+        percentile(latencies, 0.5) * 1e3,
+        percentile(latencies, 0.99) * 1e3,
+        drained,
+        server_cpu * 1e6,
+        worker_cpu * 1e6 if workers else None,
+    )
+
+
+def spread(values: list[float], unit: str = "", digits: int = 0) -> str:
+    """`median (low–high)`, or the one value."""
+    ordered = sorted(values)
+    text = f"{statistics.median(ordered):,.{digits}f}{unit}"
+    if len(ordered) > 1:
+        text += f" ({ordered[0]:,.{digits}f}–{ordered[-1]:,.{digits}f})"
+    return text
+
+
 def case_submit(base: Path, args: argparse.Namespace) -> list[tuple[str, str, str, str]]:
+    """Each round runs every setup once, in turn: this VM's speed drifts by up to 2x over tens
+    of minutes, so setups compared within a round share it. With `--against`, each round also
+    runs the defaults on that other flowscope, and the rounds are compared pairwise."""
+    setups: list[tuple[str, tuple[str, ...], Path | None]] = [
+        (label, extra, None) for label, extra in SUBMIT_SETUPS
+    ]
+    if args.against is not None:
+        setups.append((f"defaults, {args.against}", (), args.against))
+    runs: dict[str, list[SubmitRun]] = {label: [] for label, _, _ in setups}
+    for round_ in range(args.rounds):
+        for index, (label, extra, src) in enumerate(setups):
+            folder = base / f"submit-{round_}-{index}"
+            runs[label].append(submit_run(folder, args, extra, src))
     rows = []
-    for label, extra in SUBMIT_SETUPS:
-        with running(base / f"submit-{len(rows)}", *extra) as server:
-            submit_many(server, 200, args.threads)  # warm-up: connections, code paths
-            wait_drained(server)
-            pid = server.process.pid
-            workers = child_pids(pid)
-            before = cpu_seconds(pid), sum(cpu_seconds(child) for child in workers)
-            wall, latencies = submit_many(server, args.requests, args.threads)
-            drained = wait_drained(server)
-            server_cpu = (cpu_seconds(pid) - before[0]) / len(latencies)
-            worker_cpu = (sum(cpu_seconds(c) for c in workers) - before[1]) / len(latencies)
-        rate = len(latencies) / wall
-        cpu = f"CPU per job: server {server_cpu * 1e6:,.0f} µs"
-        if workers:
-            cpu += f", worker process {worker_cpu * 1e6:,.0f} µs"
+    for label, done in runs.items():
+        cpu = f"CPU per job: server {spread([r.server_us for r in done], ' µs')}"
+        worker_cpu = [r.worker_us for r in done if r.worker_us is not None]
+        if worker_cpu:
+            cpu += f", worker process {spread(worker_cpu, ' µs')}"
         rows.append(
             (
-                f"POST /prompt, {args.threads} threads, {len(latencies)} unique, {label}",
-                f"{rate:,.0f} req/s; p50 {percentile(latencies, 0.5) * 1e3:.1f} ms, "
-                f"p99 {percentile(latencies, 0.99) * 1e3:.1f} ms; drained {drained:.1f} s later; "
-                f"{cpu}",
+                f"POST /prompt, {args.threads} threads, {args.requests} unique, {label}",
+                f"{spread([r.rate for r in done], ' req/s')}; "
+                f"p50 {spread([r.p50_ms for r in done], ' ms', 1)}, "
+                f"p99 {spread([r.p99_ms for r in done], ' ms', 1)}; "
+                f"drained {spread([r.drained_s for r in done], ' s', 1)} later; {cpu}"
+                f" [{len(done)} rounds]",
                 "≥ 1,500 req/s, p99 ≤ 30 ms",
                 PEER["submit"],
+            )
+        )
+    if args.against is not None:
+        ours, theirs = runs[setups[0][0]], runs[setups[-1][0]]
+        ratios = [a.rate / b.rate for a, b in zip(ours, theirs, strict=True)]
+        cpu_saved = [b.server_us - a.server_us for a, b in zip(ours, theirs, strict=True)]
+        rows.append(
+            (
+                f"defaults vs {args.against}, round by round",
+                f"req/s ratio {spread(ratios, '×', 2)}; "
+                f"server CPU per job {spread(cpu_saved, ' µs', 0)} less",
+                "",
+                "",
             )
         )
     return rows
@@ -364,6 +428,16 @@ def main() -> None:
     parser.add_argument("cases", nargs="*", metavar="CASE", help=f"some of {', '.join(CASES)}")
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="submit: rounds of every setup, in turn (medians)"
+    )
+    parser.add_argument(
+        "--against",
+        type=Path,
+        metavar="SRC",
+        help="submit: also run the defaults on the flowscope in SRC (another version's src "
+        "folder, e.g. from `git worktree add`) in each round, and compare round by round",
+    )
     parser.add_argument("--latency-jobs", type=int, default=50)
     parser.add_argument("--queued", type=int, default=10_000)
     parser.add_argument("--history-requests", type=int, default=100)
